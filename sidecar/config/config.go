@@ -1,0 +1,397 @@
+// Package config is the agent's configuration: one versioned JSON document that the injector
+// writes into the SIDELOG_CONFIG environment variable of the agent container and that
+// sidelog-agent reads at start-up.
+//
+// It is the contract between the two programs, so it imports nothing from k8s.io and is decoded
+// strictly: an unknown field or a wrong version is an error that names it.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the only document version this agent understands. A change that an older agent
+// could misread gets a new version.
+const Version = "sidelog.io/agent/v1"
+
+// Env is the environment variable that carries the document.
+const Env = "SIDELOG_CONFIG"
+
+// Parser values.
+const (
+	ParserNone = "none" // the line is the record's "log" field
+	ParserJSON = "json" // the fields of a JSON object line become record fields
+)
+
+// Compression values.
+const (
+	CompressionNone = "none"
+	CompressionGzip = "gzip" // CompressedPackedForward mode
+)
+
+// Multiline presets: the first line of a record in each language's usual log and stack-trace
+// format. The regexes live with the joiner (sidecar/multiline); these are only the names.
+var MultilinePresets = []string{"java", "python", "go", "ruby"}
+
+// Config is the whole agent configuration.
+type Config struct {
+	// Version must be Version.
+	Version string `json:"version"`
+	// Inputs are the files to tail, one entry per app container.
+	Inputs []Input `json:"inputs"`
+	// Upstream is where records go.
+	Upstream Upstream `json:"upstream"`
+	// Limits bound the agent's work and memory; zero values take the defaults.
+	Limits Limits `json:"limits,omitzero"`
+	// DrainTimeout is how long the agent may take after SIGTERM to read what is left, send it and
+	// wait for the acknowledgements. Default 20s, below Kubernetes' 30s grace period.
+	DrainTimeout Duration `json:"drainTimeout,omitzero"`
+	// LabelsFile is a downward-API file of the pod's labels (key="value" lines); empty for none.
+	LabelsFile string `json:"labelsFile,omitempty"`
+	// MetricsAddr is where /healthz and /metrics are served; empty disables them.
+	MetricsAddr string `json:"metricsAddr,omitempty"`
+}
+
+// Input is one app container's files.
+type Input struct {
+	// Container is the app container whose files these are; it becomes kubernetes.container_name.
+	Container string `json:"container"`
+	// Paths are absolute globs; "**" matches any number of directories.
+	Paths []string `json:"paths"`
+	// Exclude are absolute globs of files not to tail even if Paths match them.
+	Exclude []string `json:"exclude,omitempty"`
+	// Multiline joins the lines of one record (a stack trace); nil for one record per line.
+	Multiline *Multiline `json:"multiline,omitempty"`
+	// Parser is ParserNone (default) or ParserJSON.
+	Parser string `json:"parser,omitempty"`
+	// Tag is the forward-protocol tag; default kube.<namespace>.<pod>.<container>.
+	Tag string `json:"tag,omitempty"`
+}
+
+// Multiline says how to find the first line of a record. Exactly one of Preset and FirstLine.
+type Multiline struct {
+	// Preset is one of MultilinePresets.
+	Preset string `json:"preset,omitempty"`
+	// FirstLine is a Go regular expression (RE2) that matches the first line of a record.
+	FirstLine string `json:"firstLine,omitempty"`
+	// FlushTimeout sends a pending record after this long without a new line. Default 1s.
+	FlushTimeout Duration `json:"flushTimeout,omitzero"`
+}
+
+// Upstream is the aggregator: Fluentd, Fluent Bit or anything that speaks the forward protocol.
+type Upstream struct {
+	// Servers are host:port addresses in failover order: the agent uses the first that answers.
+	Servers []string `json:"servers"`
+	// TLS, when set, wraps the connection in TLS.
+	TLS *TLS `json:"tls,omitempty"`
+	// SharedKeyFile is a file holding the forward protocol's shared key (HELO/PING/PONG
+	// authentication); empty for none.
+	SharedKeyFile string `json:"sharedKeyFile,omitempty"`
+	// Compression is CompressionNone (PackedForward, default) or CompressionGzip.
+	Compression string `json:"compression,omitempty"`
+	// AckTimeout is how long to wait for a chunk's acknowledgement before resending it on a new
+	// connection. Default 30s.
+	AckTimeout Duration `json:"ackTimeout,omitzero"`
+	// DialTimeout bounds one connection attempt. Default 5s.
+	DialTimeout Duration `json:"dialTimeout,omitzero"`
+}
+
+// TLS configures the upstream connection's TLS.
+type TLS struct {
+	// CAFile is a PEM bundle of the CAs to trust; empty for the system roots.
+	CAFile string `json:"caFile,omitempty"`
+	// ServerName is the name expected in the server's certificate; default the host of the address.
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify turns verification off, for tests only.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// Limits bound the agent's work and memory. See Defaults for the values used when zero.
+type Limits struct {
+	// MaxLineBytes is the longest record kept whole; longer ones are truncated and counted.
+	MaxLineBytes int `json:"maxLineBytes,omitempty"`
+	// BatchBytes is the size at which a batch is sent.
+	BatchBytes int `json:"batchBytes,omitempty"`
+	// MaxInflightBatches is how many batches may wait for acknowledgement; when they are all out,
+	// reading stops (the files are the buffer).
+	MaxInflightBatches int `json:"maxInflightBatches,omitempty"`
+	// FlushInterval sends a batch that is not full after this long.
+	FlushInterval Duration `json:"flushInterval,omitzero"`
+	// PollInterval is how often globs are expanded and idle files looked at again.
+	PollInterval Duration `json:"pollInterval,omitzero"`
+	// MaxFiles bounds the number of files open at once; more matches wait their turn.
+	MaxFiles int `json:"maxFiles,omitempty"`
+}
+
+// Defaults for zero fields.
+var Defaults = Limits{
+	MaxLineBytes:       64 << 10,
+	BatchBytes:         1 << 20,
+	MaxInflightBatches: 4,
+	FlushInterval:      Duration(time.Second),
+	PollInterval:       Duration(250 * time.Millisecond),
+	MaxFiles:           1024,
+}
+
+// Default durations for zero fields.
+const (
+	DefaultDrainTimeout = 20 * time.Second
+	DefaultAckTimeout   = 30 * time.Second
+	DefaultDialTimeout  = 5 * time.Second
+	DefaultFlushTimeout = time.Second
+)
+
+// Decode reads one document strictly, fills in defaults and validates it. Errors name the field.
+func Decode(r io.Reader) (*Config, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decoding agent config: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("decoding agent config: more than one JSON document")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c.setDefaults()
+	return &c, nil
+}
+
+// Parse is Decode of a byte slice.
+func Parse(b []byte) (*Config, error) { return Decode(bytes.NewReader(b)) }
+
+// Encode renders c as compact JSON, as the injector puts it in SIDELOG_CONFIG.
+func (c *Config) Encode() ([]byte, error) { return json.Marshal(c) }
+
+func (c *Config) setDefaults() {
+	l := &c.Limits
+	if l.MaxLineBytes == 0 {
+		l.MaxLineBytes = Defaults.MaxLineBytes
+	}
+	if l.BatchBytes == 0 {
+		l.BatchBytes = Defaults.BatchBytes
+	}
+	if l.MaxInflightBatches == 0 {
+		l.MaxInflightBatches = Defaults.MaxInflightBatches
+	}
+	if l.FlushInterval == 0 {
+		l.FlushInterval = Defaults.FlushInterval
+	}
+	if l.PollInterval == 0 {
+		l.PollInterval = Defaults.PollInterval
+	}
+	if l.MaxFiles == 0 {
+		l.MaxFiles = Defaults.MaxFiles
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = Duration(DefaultDrainTimeout)
+	}
+	u := &c.Upstream
+	if u.Compression == "" {
+		u.Compression = CompressionNone
+	}
+	if u.AckTimeout == 0 {
+		u.AckTimeout = Duration(DefaultAckTimeout)
+	}
+	if u.DialTimeout == 0 {
+		u.DialTimeout = Duration(DefaultDialTimeout)
+	}
+	for i := range c.Inputs {
+		in := &c.Inputs[i]
+		if in.Parser == "" {
+			in.Parser = ParserNone
+		}
+		if in.Multiline != nil && in.Multiline.FlushTimeout == 0 {
+			in.Multiline.FlushTimeout = Duration(DefaultFlushTimeout)
+		}
+	}
+}
+
+// Validate reports the first thing wrong with c, naming the field.
+func (c *Config) Validate() error {
+	if c.Version != Version {
+		return fmt.Errorf("version: got %q, want %q", c.Version, Version)
+	}
+	if len(c.Inputs) == 0 {
+		return errors.New("inputs: at least one input is required")
+	}
+	seen := map[string]bool{}
+	for i, in := range c.Inputs {
+		field := fmt.Sprintf("inputs[%d]", i)
+		if in.Container == "" {
+			return fmt.Errorf("%s.container: required", field)
+		}
+		if seen[in.Container] {
+			return fmt.Errorf("%s.container: %q appears twice", field, in.Container)
+		}
+		seen[in.Container] = true
+		if len(in.Paths) == 0 {
+			return fmt.Errorf("%s.paths: at least one glob is required", field)
+		}
+		for j, p := range in.Paths {
+			if err := CheckGlob(p); err != nil {
+				return fmt.Errorf("%s.paths[%d]: %w", field, j, err)
+			}
+		}
+		for j, p := range in.Exclude {
+			if err := CheckGlob(p); err != nil {
+				return fmt.Errorf("%s.exclude[%d]: %w", field, j, err)
+			}
+		}
+		switch in.Parser {
+		case "", ParserNone, ParserJSON:
+		default:
+			return fmt.Errorf("%s.parser: got %q, want %q or %q", field, in.Parser, ParserNone, ParserJSON)
+		}
+		if m := in.Multiline; m != nil {
+			if err := m.check(); err != nil {
+				return fmt.Errorf("%s.multiline%w", field, err)
+			}
+		}
+	}
+	if len(c.Upstream.Servers) == 0 {
+		return errors.New("upstream.servers: at least one host:port is required")
+	}
+	for i, s := range c.Upstream.Servers {
+		if err := CheckHostPort(s); err != nil {
+			return fmt.Errorf("upstream.servers[%d]: %w", i, err)
+		}
+	}
+	switch c.Upstream.Compression {
+	case "", CompressionNone, CompressionGzip:
+	default:
+		return fmt.Errorf("upstream.compression: got %q, want %q or %q", c.Upstream.Compression, CompressionNone, CompressionGzip)
+	}
+	l := c.Limits
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"limits.maxLineBytes", int64(l.MaxLineBytes)},
+		{"limits.batchBytes", int64(l.BatchBytes)},
+		{"limits.maxInflightBatches", int64(l.MaxInflightBatches)},
+		{"limits.flushInterval", int64(l.FlushInterval)},
+		{"limits.pollInterval", int64(l.PollInterval)},
+		{"limits.maxFiles", int64(l.MaxFiles)},
+		{"drainTimeout", int64(c.DrainTimeout)},
+		{"upstream.ackTimeout", int64(c.Upstream.AckTimeout)},
+		{"upstream.dialTimeout", int64(c.Upstream.DialTimeout)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%s: must not be negative", f.name)
+		}
+	}
+	return nil
+}
+
+func (m *Multiline) check() error {
+	switch {
+	case m.Preset != "" && m.FirstLine != "":
+		return errors.New(": set preset or firstLine, not both")
+	case m.Preset != "":
+		for _, p := range MultilinePresets {
+			if p == m.Preset {
+				return nil
+			}
+		}
+		return fmt.Errorf(".preset: unknown preset %q, want one of %s", m.Preset, strings.Join(MultilinePresets, ", "))
+	case m.FirstLine != "":
+		if _, err := regexp.Compile(m.FirstLine); err != nil {
+			return fmt.Errorf(".firstLine: %w", err)
+		}
+		return nil
+	default:
+		return errors.New(": set preset or firstLine")
+	}
+}
+
+// CheckGlob reports whether g is an absolute, clean glob that path.Match understands in every
+// segment, "**" alone in a segment standing for any number of directories.
+func CheckGlob(g string) error {
+	if g == "" {
+		return errors.New("empty glob")
+	}
+	if !strings.HasPrefix(g, "/") {
+		return fmt.Errorf("%q is not absolute: it must start with /", g)
+	}
+	if path.Clean(g) != g {
+		return fmt.Errorf("%q is not clean (no //, ., .. or trailing /): did you mean %q?", g, path.Clean(g))
+	}
+	for _, seg := range strings.Split(g[1:], "/") {
+		if seg == ".." {
+			return fmt.Errorf("%q must not contain ..", g)
+		}
+		if seg == "**" {
+			continue
+		}
+		if strings.Contains(seg, "**") {
+			return fmt.Errorf("%q: ** must be a whole path segment", g)
+		}
+		if _, err := path.Match(seg, ""); err != nil {
+			return fmt.Errorf("%q: bad pattern in %q: %w", g, seg, err)
+		}
+	}
+	return nil
+}
+
+// CheckHostPort reports whether s is host:port with a port from 1 to 65535.
+func CheckHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", s, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number from 1 to 65535", s)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as a Go duration string ("1s", "250ms") in JSON.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string such as "1.5s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"5s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// The pod identity the agent reads from its environment; the injector sets each from the
+// downward API (fieldRef).
+const (
+	EnvPodName      = "POD_NAME"      // metadata.name
+	EnvPodNamespace = "POD_NAMESPACE" // metadata.namespace
+	EnvPodUID       = "POD_UID"       // metadata.uid
+	EnvNodeName     = "NODE_NAME"     // spec.nodeName
+)
