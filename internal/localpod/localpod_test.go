@@ -1,0 +1,79 @@
+package localpod
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestCommand(t *testing.T) {
+	dir := t.TempDir()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "uid-1", Labels: map[string]string{"b": "2", "a": "x\"y"}},
+		Spec: corev1.PodSpec{
+			NodeName: "node-1",
+			Volumes: []corev1.Volume{
+				{Name: "logs", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "info", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
+					{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+				}}}},
+			},
+			InitContainers: []corev1.Container{{
+				Name:    "agent",
+				Command: []string{"/agent"},
+				Args:    []string{"--state-dir=/var/lib/state"},
+				Env: []corev1.EnvVar{
+					{Name: "CONFIG", Value: `{"labels":"/etc/info/labels","logs":"` + dir + `/logs/*.log"}`},
+					{Name: "POD_UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
+					{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+				},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "logs", MountPath: dir + "/logs"},
+					{Name: "state", MountPath: "/var/lib/state"},
+					{Name: "info", MountPath: "/etc/info"},
+				},
+			}},
+		},
+	}
+	cmd, err := Command(pod, "agent", Options{
+		Binaries:   map[string]string{"/agent": "/bin/true"},
+		VolumeDirs: map[string]string{"logs": dir + "/logs"},
+		ScratchDir: dir,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantArgs := []string{"/bin/true", "--state-dir=" + dir + "/volumes/state"}
+	if !slices.Equal(cmd.Args, wantArgs) {
+		t.Errorf("args = %q, want %q", cmd.Args, wantArgs)
+	}
+	for _, want := range []string{
+		`CONFIG={"labels":"` + dir + `/volumes/info/labels","logs":"` + dir + `/logs/*.log"}`,
+		"POD_UID=uid-1",
+		"NODE=node-1",
+	} {
+		if !slices.Contains(cmd.Env, want) {
+			t.Errorf("env lacks %q; env = %q", want, cmd.Env)
+		}
+	}
+	labels, err := os.ReadFile(filepath.Join(dir, "volumes/info/labels"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(labels), "a=\"x\\\"y\"\nb=\"2\""; got != want {
+		t.Errorf("labels file = %q, want %q", got, want)
+	}
+
+	if _, err := Command(pod, "nope", Options{}); err == nil || !strings.Contains(err.Error(), `no container "nope"`) {
+		t.Errorf("unknown container: err = %v", err)
+	}
+	if _, err := Command(pod, "agent", Options{ScratchDir: dir}); err == nil || !strings.Contains(err.Error(), "no local binary") {
+		t.Errorf("unknown binary: err = %v", err)
+	}
+}
