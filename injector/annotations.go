@@ -1,0 +1,153 @@
+package injector
+
+// Prefix is the domain of every sidelog annotation. A key is sidelog.io/<option> for the whole
+// pod or sidelog.io/<option>.<container> for one app container; any other key under the prefix
+// is refused, with the nearest known key suggested.
+const Prefix = "sidelog.io/"
+
+// The annotations. Unless a comment says otherwise, each may be set on a Pod (or a pod template)
+// and on its Namespace: a pod's value wins over its namespace's, the namespace's over the cluster
+// policy's. A pod may set only the options that the policy's allowPodOverride lists; a
+// namespace may set any option but the tail globs and the status.
+const (
+	// AnnotationInject set to "false" on a pod opts it out: the injector leaves the pod
+	// untouched and validates nothing else. On a namespace, "false" opts its pods out unless a
+	// pod says "true". Values: "true" or "false". Default "true". Only pods with tail globs are
+	// ever injected; "true" alone asks for nothing.
+	AnnotationInject = Prefix + "inject"
+
+	// AnnotationTail is the comma- (or newline-) separated list of absolute globs of the log
+	// files of one app container: sidelog.io/tail.<container>, or sidelog.io/tail alone when the
+	// pod has exactly one app container. "**" as a whole path segment matches any number of
+	// directories. Each path must lie on a volume mounted in that container (see
+	// Policy.MissingVolume). Pods only: a namespace cannot know which files a pod writes.
+	// No default: a pod without it gets no agent.
+	AnnotationTail = Prefix + "tail"
+
+	// AnnotationExclude lists absolute globs of files not to tail even though the tail globs
+	// match them, in the same syntax as AnnotationTail: sidelog.io/exclude for every tailed
+	// container, sidelog.io/exclude.<container> for one. Default none.
+	AnnotationExclude = Prefix + "exclude"
+
+	// AnnotationMultiline joins the lines of one record (a stack trace): a preset (java,
+	// python, go, ruby), a Go regular expression (RE2) matching the first line of a record, or
+	// "none". A value made only of lowercase letters is a preset name, anything else a regex.
+	// sidelog.io/multiline for every tailed container, sidelog.io/multiline.<container> for one.
+	// Default none: one record per line.
+	AnnotationMultiline = Prefix + "multiline"
+
+	// AnnotationParser is "none" (the line is the record's log field) or "json" (the fields of
+	// a JSON object line become record fields); sidelog.io/parser for every tailed container,
+	// sidelog.io/parser.<container> for one. Default "none".
+	AnnotationParser = Prefix + "parser"
+
+	// AnnotationUpstream is one or more comma-separated host:port addresses of the aggregator
+	// (Fluentd, Fluent Bit, anything that speaks the forward protocol) in failover order.
+	// Default the policy's upstream; a pod with none anywhere is refused.
+	AnnotationUpstream = Prefix + "upstream"
+
+	// AnnotationSidecarMode is how the agent is added: "native" (an init container with
+	// restartPolicy Always, Kubernetes ≥1.29), "legacy" (a plain container, for older clusters;
+	// refused for pods that run to completion, which it would keep running for ever) or "auto"
+	// (native unless the policy's kubernetesVersion is older than 1.29). Virtual nodes report
+	// kubelet versions that say nothing about what they support, so say it per pod or namespace
+	// when in doubt. Default the policy's sidecarMode, itself "native" by default.
+	AnnotationSidecarMode = Prefix + "sidecar-mode"
+
+	// AnnotationRequestsCPU is the agent's CPU request, a Kubernetes quantity ("50m").
+	// Default the policy's resources.
+	AnnotationRequestsCPU = Prefix + "agent-requests-cpu"
+	// AnnotationRequestsMemory is the agent's memory request ("32Mi"). Default the policy's.
+	AnnotationRequestsMemory = Prefix + "agent-requests-memory"
+	// AnnotationLimitsCPU is the agent's CPU limit ("200m"). Default the policy's.
+	AnnotationLimitsCPU = Prefix + "agent-limits-cpu"
+	// AnnotationLimitsMemory is the agent's memory limit ("128Mi"). Default the policy's.
+	AnnotationLimitsMemory = Prefix + "agent-limits-memory"
+
+	// AnnotationMetricsPort is the port, 1 to 65535, on which the agent serves /healthz and
+	// /metrics. The containers of a pod share one network namespace, so it must differ from
+	// every port the pod's containers declare. Default the policy's metricsPort (2021).
+	AnnotationMetricsPort = Prefix + "metrics-port"
+
+	// AnnotationStatus is written by sidelog on the pods it injects, never by users: a JSON
+	// Status saying what was done. A pod that has it and the agent container is left as it is,
+	// which is what makes the injector idempotent. Not allowed on a namespace.
+	AnnotationStatus = Prefix + "status"
+)
+
+// DefaultContainerAnnotation is kubectl's annotation naming the container that `kubectl logs`
+// and `kubectl exec` use when none is given. In legacy mode the agent becomes a second regular
+// container, so the injector sets it to the app container of a single-container pod if unset.
+const DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
+
+// Sidecar modes: the values of AnnotationSidecarMode and Policy.SidecarMode.
+const (
+	ModeNative = "native"
+	ModeLegacy = "legacy"
+	ModeAuto   = "auto"
+)
+
+// option describes one annotation: its name after Prefix and where it may appear.
+type option struct {
+	name string
+	// perContainer: the key may carry a .<container> suffix.
+	perContainer bool
+	// podOnly: refused on a namespace.
+	podOnly bool
+	// policed: a pod may set it only when Policy.AllowPodOverride lists it.
+	policed bool
+}
+
+// options lists every annotation by name, in the order of the constants above.
+var options = []option{
+	{name: "inject"},
+	{name: "tail", perContainer: true, podOnly: true},
+	{name: "exclude", perContainer: true, policed: true},
+	{name: "multiline", perContainer: true, policed: true},
+	{name: "parser", perContainer: true, policed: true},
+	{name: "upstream", policed: true},
+	{name: "sidecar-mode", policed: true},
+	{name: "agent-requests-cpu", policed: true},
+	{name: "agent-requests-memory", policed: true},
+	{name: "agent-limits-cpu", policed: true},
+	{name: "agent-limits-memory", policed: true},
+	{name: "metrics-port", policed: true},
+	{name: "status", podOnly: true},
+}
+
+// Option names, as in Policy.AllowPodOverride and in keys after Prefix.
+const (
+	optInject         = "inject"
+	optTail           = "tail"
+	optExclude        = "exclude"
+	optMultiline      = "multiline"
+	optParser         = "parser"
+	optUpstream       = "upstream"
+	optSidecarMode    = "sidecar-mode"
+	optRequestsCPU    = "agent-requests-cpu"
+	optRequestsMemory = "agent-requests-memory"
+	optLimitsCPU      = "agent-limits-cpu"
+	optLimitsMemory   = "agent-limits-memory"
+	optMetricsPort    = "metrics-port"
+	optStatus         = "status"
+)
+
+func lookupOption(name string) (option, bool) {
+	for _, o := range options {
+		if o.name == name {
+			return o, true
+		}
+	}
+	return option{}, false
+}
+
+// policedOptions returns the names a policy may list in AllowPodOverride, in table order.
+func policedOptions() []string {
+	var names []string
+	for _, o := range options {
+		if o.policed {
+			names = append(names, o.name)
+		}
+	}
+	return names
+}

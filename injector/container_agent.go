@@ -1,0 +1,210 @@
+package injector
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+// The agent container and the volumes that are its own.
+const (
+	// AgentContainer is the name of the agent container; a pod may not use it for its own.
+	AgentContainer = "sidelog-agent"
+	// StateVolume is the pod-local emptyDir for the agent's checkpoints, mounted at StateDir.
+	// A restarted agent resumes from it; another pod never sees it.
+	StateVolume = "sidelog-state"
+	StateDir    = "/var/lib/sidelog"
+	// PodInfoVolume is a downward-API volume with the pod's labels, mounted at PodInfoDir.
+	PodInfoVolume = "sidelog-podinfo"
+	PodInfoDir    = "/etc/sidelog/podinfo"
+	// LabelsFile is the labels file of PodInfoVolume (key="value" lines).
+	LabelsFile = PodInfoDir + "/labels"
+	// NoTokenVolume is an empty volume mounted read-only over TokenDir in the agent alone. The
+	// agent needs no Kubernetes API access, but automountServiceAccountToken is pod-wide and the
+	// app may need its token. The ServiceAccount admission plugin skips containers that already
+	// have a mount at TokenDir, so pods made from `sidelog inject` output get no token in the
+	// agent; behind the webhook the plugin has run before (it precedes mutating webhooks), and
+	// the mount keeps the agent tokenless should that order ever change. Not added when the
+	// pod sets automountServiceAccountToken: false.
+	NoTokenVolume = "sidelog-no-token"
+	TokenDir      = "/var/run/secrets/kubernetes.io/serviceaccount"
+)
+
+// agentCommand and agentArgs start the agent; its configuration comes from config.Env.
+var (
+	agentCommand = []string{"/sidelog-agent"}
+	agentArgs    = []string{"--state-dir=" + StateDir}
+)
+
+// metricsPortName names the agent's port; at most 15 characters.
+const metricsPortName = "sidelog-metrics"
+
+// agentEnv are the agent's own variables: the pod's identity from the downward API.
+var agentEnv = map[string]corev1.EnvVar{
+	config.EnvPodName:      fieldEnv(config.EnvPodName, "metadata.name"),
+	config.EnvPodNamespace: fieldEnv(config.EnvPodNamespace, "metadata.namespace"),
+	config.EnvPodUID:       fieldEnv(config.EnvPodUID, "metadata.uid"),
+	config.EnvNodeName:     fieldEnv(config.EnvNodeName, "spec.nodeName"),
+	config.Env:             {Name: config.Env},
+}
+
+func fieldEnv(name, field string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{
+		FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: field},
+	}}
+}
+
+// reservedVolumes are the names of the volumes the injector adds; a pod may not use them.
+var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume}
+
+// agentConfig is the document the agent reads from config.Env.
+func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, error) {
+	var warnings []string
+	drain, shortened := drainTimeout(p.DrainTimeout.D(), pod.Spec.TerminationGracePeriodSeconds)
+	if shortened {
+		warnings = append(warnings, fmt.Sprintf("terminationGracePeriodSeconds %d leaves too little time for the cluster policy's drainTimeout %s: the agent drains for at most %s",
+			*pod.Spec.TerminationGracePeriodSeconds, p.DrainTimeout.D(), drain))
+	}
+	c := config.Config{
+		Version:      config.Version,
+		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream)},
+		Limits:       p.AgentLimits,
+		DrainTimeout: config.Duration(drain),
+		LabelsFile:   LabelsFile,
+		MetricsAddr:  fmt.Sprintf(":%d", r.port),
+	}
+	for _, in := range r.inputs {
+		var ml *config.Multiline
+		if in.multiline != nil {
+			ml = &config.Multiline{Preset: in.multiline.Preset, FirstLine: in.multiline.FirstLine}
+		}
+		c.Inputs = append(c.Inputs, config.Input{
+			Container: pod.Spec.Containers[in.container].Name,
+			Paths:     slices.Clone(in.paths),
+			Exclude:   slices.Clone(in.exclude),
+			Multiline: ml,
+			Parser:    in.parser,
+		})
+	}
+	// The annotations were checked one by one; this checks that together they make a document
+	// the agent accepts, so a pod is never started with an agent that refuses to run.
+	if err := c.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("injector: the agent config would be invalid: %w", err)
+	}
+	b, err := c.Encode()
+	if err != nil {
+		return nil, nil, fmt.Errorf("injector: encoding the agent config: %w", err)
+	}
+	return b, warnings, nil
+}
+
+// agentContainer builds the agent. It runs as non-root with a read-only root file system, no
+// capabilities, no privilege escalation and the RuntimeDefault seccomp profile, and mounts the
+// app's log volumes read-only.
+func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg []byte, noToken bool) corev1.Container {
+	env := []corev1.EnvVar{
+		agentEnv[config.EnvPodName],
+		agentEnv[config.EnvPodNamespace],
+		agentEnv[config.EnvPodUID],
+		agentEnv[config.EnvNodeName],
+	}
+	env = append(env, lm.env...)
+	env = append(env, corev1.EnvVar{Name: config.Env, Value: string(cfg)})
+
+	mounts := []corev1.VolumeMount{
+		{Name: StateVolume, MountPath: StateDir},
+		{Name: PodInfoVolume, MountPath: PodInfoDir, ReadOnly: true},
+	}
+	if noToken {
+		mounts = append(mounts, corev1.VolumeMount{Name: NoTokenVolume, MountPath: TokenDir, ReadOnly: true})
+	}
+	mounts = append(mounts, lm.mounts...)
+
+	uid, gid := agentIDs(pod, r, p)
+	c := corev1.Container{
+		Name:            AgentContainer,
+		Image:           p.AgentImage,
+		ImagePullPolicy: p.ImagePullPolicy,
+		Command:         slices.Clone(agentCommand),
+		Args:            slices.Clone(agentArgs),
+		Env:             env,
+		Ports: []corev1.ContainerPort{{
+			Name:          metricsPortName,
+			ContainerPort: r.port,
+			Protocol:      corev1.ProtocolTCP,
+		}},
+		Resources:                *r.resources.DeepCopy(),
+		VolumeMounts:             mounts,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                &uid,
+			RunAsGroup:               &gid,
+			RunAsNonRoot:             ptr(true),
+			ReadOnlyRootFilesystem:   ptr(true),
+			AllowPrivilegeEscalation: ptr(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+	if r.mode == ModeNative {
+		c.RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
+	}
+	return c
+}
+
+// agentIDs are the uid and gid the agent runs as: those of the tailed containers when they
+// all run as the same non-root uid (so the agent can read files only their owner may read),
+// else the policy's.
+func agentIDs(pod *corev1.Pod, r *request, p *Policy) (uid, gid int64) {
+	shared := func(get func(*corev1.SecurityContext) *int64, podLevel *int64) (int64, bool) {
+		var id *int64
+		for _, in := range r.inputs {
+			v := podLevel
+			if sc := pod.Spec.Containers[in.container].SecurityContext; sc != nil && get(sc) != nil {
+				v = get(sc)
+			}
+			if v == nil || *v <= 0 || id != nil && *id != *v {
+				return 0, false
+			}
+			id = v
+		}
+		if id == nil {
+			return 0, false
+		}
+		return *id, true
+	}
+	var podUID, podGID *int64
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		podUID, podGID = psc.RunAsUser, psc.RunAsGroup
+	}
+	uid, gid = p.AgentUser, p.AgentGroup
+	if u, ok := shared(func(sc *corev1.SecurityContext) *int64 { return sc.RunAsUser }, podUID); ok {
+		uid = u
+		if g, ok := shared(func(sc *corev1.SecurityContext) *int64 { return sc.RunAsGroup }, podGID); ok {
+			gid = g
+		}
+	}
+	return uid, gid
+}
+
+// agentVolumes are the agent's own volumes.
+func agentVolumes(noToken bool) []corev1.Volume {
+	vols := []corev1.Volume{
+		{Name: StateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			Items: []corev1.DownwardAPIVolumeFile{{
+				Path:     "labels",
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.labels"},
+			}},
+		}}},
+	}
+	if noToken {
+		vols = append(vols, corev1.Volume{Name: NoTokenVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	}
+	return vols
+}
+
+func ptr[T any](v T) *T { return &v }

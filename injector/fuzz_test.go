@@ -1,0 +1,153 @@
+package injector
+
+import (
+	"path"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+// The fuzz targets run their seed corpus (testdata/fuzz/<target>) as ordinary tests; run one
+// for real with: go test -run=NONE -fuzz=FuzzAnnotations -fuzztime=30s ./injector/
+
+// validInput is an agent config input around in, to check it with config.Validate.
+func validInput(in config.Input) error {
+	c := config.Config{Version: config.Version, Inputs: []config.Input{in}, Upstream: config.Upstream{Servers: []string{"a:1"}}}
+	return c.Validate()
+}
+
+func FuzzParseGlobs(f *testing.F) {
+	f.Add("/var/log/app/*.log")
+	f.Fuzz(func(t *testing.T, v string) {
+		globs, err := parseGlobs(v, defaultMaxGlobs)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if len(globs) == 0 || len(globs) > defaultMaxGlobs {
+			t.Fatalf("%d globs from %q", len(globs), v)
+		}
+		for i, g := range globs {
+			if err := config.CheckGlob(g); err != nil {
+				t.Fatalf("accepted %q, which the agent refuses: %v", g, err)
+			}
+			if slices.Contains(globs[:i], g) {
+				t.Fatalf("%q twice", g)
+			}
+			if !strings.Contains(v, g) {
+				t.Fatalf("glob %q is not in the value %q", g, v)
+			}
+			p := staticPrefix(g)
+			if p != g && !below(g, p) || strings.ContainsAny(p, `*?[\`) || path.Clean(p) != p {
+				t.Fatalf("staticPrefix(%q) = %q", g, p)
+			}
+		}
+		if err := validInput(config.Input{Container: "c", Paths: globs, Exclude: globs}); err != nil {
+			t.Fatalf("agent config refuses %q: %v", globs, err)
+		}
+	})
+}
+
+func FuzzParseUpstream(f *testing.F) {
+	f.Add("fluentd.logging:24224,10.0.0.1:24224")
+	f.Fuzz(func(t *testing.T, v string) {
+		servers, err := parseUpstream(v, defaultMaxUpstreams)
+		if err != nil {
+			return
+		}
+		if len(servers) == 0 || len(servers) > defaultMaxUpstreams {
+			t.Fatalf("%d servers from %q", len(servers), v)
+		}
+		c := config.Config{Version: config.Version, Inputs: []config.Input{{Container: "c", Paths: []string{"/x"}}}, Upstream: config.Upstream{Servers: servers}}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted %q, which the agent refuses: %v", servers, err)
+		}
+	})
+}
+
+func FuzzParseMultiline(f *testing.F) {
+	f.Add("java")
+	f.Fuzz(func(t *testing.T, v string) {
+		m, err := parseMultiline(v)
+		if err != nil || m == nil {
+			if err == nil && strings.TrimSpace(v) != multilineNone {
+				t.Fatalf("%q: no multiline and no error", v)
+			}
+			return
+		}
+		if (m.Preset == "") == (m.FirstLine == "") {
+			t.Fatalf("%q: want exactly one of preset and firstLine, got %+v", v, m)
+		}
+		if err := validInput(config.Input{Container: "c", Paths: []string{"/x"}, Multiline: m}); err != nil {
+			t.Fatalf("accepted %q, which the agent refuses: %v", v, err)
+		}
+	})
+}
+
+// FuzzAnnotations adds one arbitrary annotation to a pod that asks for the agent. Whatever it
+// is, Inject must not panic or touch its input; an error must name a sidelog annotation; a
+// success must give the agent a config it accepts, and injecting again must change nothing.
+func FuzzAnnotations(f *testing.F) {
+	f.Add("sidelog.io/multiline.app", "java")
+	f.Fuzz(func(t *testing.T, key, value string) {
+		pod := basePod(tailApp(key, value))
+		before := pod.DeepCopy()
+		out, o, err := Inject(pod, map[string]string{AnnotationParser: "json"}, nil)
+		if !cmp.Equal(before, pod) {
+			t.Fatal("Inject modified its input")
+		}
+		if err != nil {
+			if !strings.Contains(err.Error(), Prefix) {
+				t.Fatalf("error names no annotation: %v", err)
+			}
+			return
+		}
+		if !o.Injected {
+			if o.Reason == "" {
+				t.Fatal("not injected, and no reason")
+			}
+			return
+		}
+		a := agentOf(out)
+		if a == nil {
+			t.Fatal("injected, but no agent")
+		}
+		agentConfigOf(t, a)
+		again, _, err := Inject(out, nil, nil)
+		if err != nil {
+			t.Fatalf("second Inject: %v", err)
+		}
+		if diff := cmp.Diff(out, again); diff != "" {
+			t.Fatalf("second Inject changed the pod:\n%s", diff)
+		}
+	})
+}
+
+// FuzzParsePolicy: a policy that parses survives a round trip through YAML unchanged.
+func FuzzParsePolicy(f *testing.F) {
+	f.Add([]byte("sidecarMode: auto\nkubernetesVersion: v1.28.1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy(data)
+		if err != nil {
+			return
+		}
+		out, err := yaml.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := ParsePolicy(out)
+		if err != nil {
+			t.Fatalf("ParsePolicy of its own output: %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(p, again); diff != "" {
+			t.Fatalf("round trip changed the policy:\n%s", diff)
+		}
+	})
+}

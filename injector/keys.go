@@ -1,0 +1,212 @@
+package injector
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// setting is one resolved value and the key it came from, for messages.
+type setting struct {
+	key    string
+	origin Origin
+	// parsed is what parseValue made of the annotation's value.
+	parsed any
+}
+
+// annotationSet is the sidelog annotations of one object (pod or namespace), checked for
+// spelling and grouped by option.
+type annotationSet struct {
+	global map[string]setting            // option → the value of sidelog.io/<option>
+	per    map[string]map[string]setting // option → container → the value of sidelog.io/<option>.<container>
+}
+
+// get returns the value that applies to container for option: the container's own key first,
+// then the whole-pod key. container "" asks for the whole-pod key only.
+func (s annotationSet) get(opt, container string) (setting, bool) {
+	if container != "" {
+		if v, ok := s.per[opt][container]; ok {
+			return v, true
+		}
+	}
+	v, ok := s.global[opt]
+	return v, ok
+}
+
+// anyBut returns the first key, in sorted order, of an option not listed in ignore.
+func (s annotationSet) anyBut(ignore ...string) (string, bool) {
+	var keys []string
+	for opt, v := range s.global {
+		if !slices.Contains(ignore, opt) {
+			keys = append(keys, v.key)
+		}
+	}
+	for opt, m := range s.per {
+		if slices.Contains(ignore, opt) {
+			continue
+		}
+		for _, v := range m {
+			keys = append(keys, v.key)
+		}
+	}
+	if len(keys) == 0 {
+		return "", false
+	}
+	return slices.Min(keys), true
+}
+
+// parseKeys checks the spelling, placement and value of every sidelog annotation in ann and
+// groups them by option. Keys are checked in sorted order so that the error is the same on
+// every run.
+func parseKeys(ann map[string]string, from Origin, p *Policy) (annotationSet, error) {
+	s := annotationSet{global: map[string]setting{}, per: map[string]map[string]setting{}}
+	for _, key := range slices.Sorted(maps.Keys(ann)) {
+		rest, ok := strings.CutPrefix(key, Prefix)
+		if !ok {
+			if domain, path, ok := strings.Cut(key, "/"); ok && nearPrefix(domain) {
+				return s, errorf(key, from, "unknown annotation prefix %q; did you mean %s?", domain+"/", Prefix+path)
+			}
+			continue
+		}
+		name, container, suffixed := strings.Cut(rest, ".")
+		o, ok := lookupOption(name)
+		if !ok {
+			return s, errorf(key, from, "unknown annotation; %s", suggestKey(name, container, suffixed))
+		}
+		if suffixed && !o.perContainer {
+			return s, errorf(key, from, "%s applies to the whole pod and takes no .<container> suffix", Prefix+name)
+		}
+		if suffixed && container == "" {
+			return s, errorf(key, from, "missing container name: want %s.<container>", Prefix+name)
+		}
+		if from == FromNamespace && o.podOnly {
+			if name == optTail {
+				return s, errorf(key, from, "tail globs are set on pods, not namespaces: only a pod knows which files it writes")
+			}
+			return s, errorf(key, from, "written by sidelog on pods, not set on namespaces; remove it")
+		}
+		if from == FromPod && o.policed && !slices.Contains(p.AllowPodOverride, name) {
+			return s, errorf(key, from, "the cluster policy does not let pods set %s (allowPodOverride: [%s]); set it on the namespace, or ask the cluster admin to allow it",
+				Prefix+name, strings.Join(p.AllowPodOverride, ", "))
+		}
+		parsed, err := parseValue(name, ann[key], p)
+		if err != nil {
+			return s, errorf(key, from, "%v", err)
+		}
+		v := setting{key: key, origin: from, parsed: parsed}
+		if !suffixed {
+			s.global[name] = v
+			continue
+		}
+		if s.per[name] == nil {
+			s.per[name] = map[string]setting{}
+		}
+		s.per[name][container] = v
+	}
+	return s, nil
+}
+
+// nearPrefix reports whether an annotation domain looks like a misspelt "sidelog.io"
+// ("sidlog.io", "Sidelog.io", "sidelog.com", "sidelog") rather than another product's
+// ("sidecar.io", "sidelogger.example.com").
+func nearPrefix(domain string) bool {
+	const want = "sidelog.io"
+	if domain == want {
+		return false
+	}
+	d := strings.ToLower(domain)
+	dist := distance(d, want)
+	return dist <= 2 || dist <= 3 && strings.HasPrefix(d, "sidelog")
+}
+
+// suggestKey says what an unknown option name was probably meant to be.
+func suggestKey(name, container string, suffixed bool) string {
+	var names []string
+	for _, o := range options {
+		names = append(names, o.name)
+	}
+	// "tail-app", "tail_app": the dot before the container was mistyped.
+	for _, o := range options {
+		n := len(o.name)
+		if o.perContainer && !suffixed && len(name) > n+1 && strings.EqualFold(name[:n], o.name) && strings.ContainsRune("-_:/", rune(name[n])) {
+			return fmt.Sprintf("did you mean %s%s.%s?", Prefix, o.name, name[n+1:])
+		}
+	}
+	lower := strings.ToLower(name)
+	best, bestD := "", 0
+	for _, n := range names {
+		d := distance(lower, n)
+		if best == "" || d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD <= max(2, len(best)/3) {
+		o, _ := lookupOption(best)
+		if suffixed && o.perContainer {
+			return fmt.Sprintf("did you mean %s%s.%s?", Prefix, best, container)
+		}
+		return fmt.Sprintf("did you mean %s%s?", Prefix, best)
+	}
+	var known []string
+	for _, o := range options {
+		if o.perContainer {
+			known = append(known, o.name+"[.<container>]")
+		} else {
+			known = append(known, o.name)
+		}
+	}
+	return fmt.Sprintf("known: %s%s", Prefix, strings.Join(known, ", "+Prefix))
+}
+
+// distance is the optimal-string-alignment edit distance between a and b: insertions,
+// deletions, substitutions and transpositions of adjacent bytes each cost one, so "tial" is one
+// edit from "tail".
+func distance(a, b string) int {
+	// Three rows suffice: the transposition looks two rows back.
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}
+
+// parseValue parses the value of option opt.
+func parseValue(opt, v string, p *Policy) (any, error) {
+	switch opt {
+	case optInject:
+		return parseInject(v)
+	case optTail, optExclude:
+		return parseGlobs(v, p.MaxGlobs)
+	case optMultiline:
+		return parseMultiline(v)
+	case optParser:
+		return parseParser(v)
+	case optUpstream:
+		return parseUpstream(v, p.MaxUpstreams)
+	case optSidecarMode:
+		return parseMode(v)
+	case optRequestsCPU, optRequestsMemory, optLimitsCPU, optLimitsMemory:
+		return parseQuantity(v)
+	case optMetricsPort:
+		return parsePort(v)
+	}
+	// optStatus is sidelog's own record, replaced on injection.
+	return nil, nil
+}

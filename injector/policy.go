@@ -1,0 +1,420 @@
+package injector
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+// Policy is the cluster's sidelog policy: a YAML document that the Helm chart keeps in a
+// ConfigMap and that `sidelog webhook --policy` and `sidelog inject --policy` read. It gives
+// what neither the pod nor its namespace says and limits what pods may say. A zero field takes
+// the value of DefaultPolicy.
+//
+// The policy restricts pods only. Namespace annotations may set every option but the tail
+// globs: changing a Namespace takes rights that a cluster grants to whoever owns the namespace,
+// which is exactly the team whose defaults they are.
+type Policy struct {
+	// AgentImage is the sidelog-agent image. Default DefaultAgentImage; pin it to a release in
+	// production.
+	AgentImage string `json:"agentImage,omitempty"`
+	// ImagePullPolicy of the agent container. Default unset (Kubernetes then chooses).
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// AgentUser and AgentGroup are the uid and gid the agent runs as, both above zero. Default
+	// 65532 (distroless "nonroot"). When every tailed container runs as one non-root uid (and
+	// gid), the agent runs as that instead, so that it can read files only their owner may read.
+	AgentUser  int64 `json:"agentUser,omitempty"`
+	AgentGroup int64 `json:"agentGroup,omitempty"`
+	// Upstream are the default aggregator addresses (host:port, failover order) for pods whose
+	// namespace and annotations name none. Default none: such pods are refused.
+	Upstream []string `json:"upstream,omitempty"`
+	// Resources are the agent's requests and limits (cpu, memory, ephemeral-storage), taken as a
+	// whole when any is set. Default requests cpu 25m, memory 32Mi; limits cpu 200m, memory 128Mi.
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
+	// SidecarMode is ModeNative, ModeLegacy or ModeAuto. Default ModeNative.
+	SidecarMode string `json:"sidecarMode,omitempty"`
+	// KubernetesVersion is the control plane's version ("v1.28.5-eks-5e0fdde"), for ModeAuto:
+	// auto means native when it is 1.29 or later or unknown (empty), legacy when older. The
+	// webhook may fill it from discovery. Default empty.
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// AllowPodOverride names the options (annotation names after sidelog.io/, without a
+	// container suffix) that pods may set: a pod setting another one is refused. inject and tail
+	// are always allowed and status is sidelog's. Absent (null) allows every option; an empty
+	// list allows none.
+	AllowPodOverride []string `json:"allowPodOverride"`
+	// MissingVolume is what to do with a log path that is on no volume of its container:
+	// "refuse" (default: deny the pod and say how to add a volume) or "emptyDir" (add an
+	// emptyDir to the app container and the agent at the glob's directory, with a warning,
+	// unless that directory is a system directory that the emptyDir would hide).
+	MissingVolume string `json:"missingVolume,omitempty"`
+	// MaxGlobs bounds the tail and the exclude globs of one container, each. Default 16.
+	MaxGlobs int `json:"maxGlobs,omitempty"`
+	// MaxUpstreams bounds the number of upstream addresses. Default 8.
+	MaxUpstreams int `json:"maxUpstreams,omitempty"`
+	// MetricsPort is the default port of the agent's /healthz and /metrics. Default 2021.
+	MetricsPort int32 `json:"metricsPort,omitempty"`
+	// DrainTimeout is how long the agent may ship what is left after SIGTERM; it is lowered
+	// to half the pod's terminationGracePeriodSeconds when that is shorter. Default 20s.
+	DrainTimeout config.Duration `json:"drainTimeout,omitzero"`
+	// AgentLimits bound the agent's work and memory; zero fields take the agent's defaults
+	// (config.Defaults).
+	AgentLimits config.Limits `json:"agentLimits,omitzero"`
+}
+
+// MissingVolume values.
+const (
+	MissingVolumeRefuse   = "refuse"
+	MissingVolumeEmptyDir = "emptyDir"
+)
+
+// DefaultAgentImage is the agent image of DefaultPolicy.
+const DefaultAgentImage = "ghcr.io/sidelog/sidelog-agent:latest"
+
+// Defaults of DefaultPolicy that are not the zero value.
+const (
+	defaultAgentID      = 65532
+	defaultMaxGlobs     = 16
+	defaultMaxUpstreams = 8
+	defaultMetricsPort  = 2021
+)
+
+// DefaultPolicy returns the policy used when none is given, with every default filled in.
+func DefaultPolicy() *Policy {
+	return &Policy{
+		AgentImage: DefaultAgentImage,
+		AgentUser:  defaultAgentID,
+		AgentGroup: defaultAgentID,
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("25m"),
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("200m"),
+				corev1.ResourceMemory: resource.MustParse("128Mi"),
+			},
+		},
+		SidecarMode:      ModeNative,
+		AllowPodOverride: policedOptions(),
+		MissingVolume:    MissingVolumeRefuse,
+		MaxGlobs:         defaultMaxGlobs,
+		MaxUpstreams:     defaultMaxUpstreams,
+		MetricsPort:      defaultMetricsPort,
+		DrainTimeout:     config.Duration(config.DefaultDrainTimeout),
+	}
+}
+
+// ParsePolicy reads a policy document strictly (an unknown field is an error naming it), fills
+// in the defaults and validates it. Empty input is DefaultPolicy.
+func ParsePolicy(data []byte) (*Policy, error) {
+	empty, err := checkPolicyFields(data)
+	if err != nil {
+		return nil, err
+	}
+	if empty {
+		return DefaultPolicy(), nil
+	}
+	var p Policy
+	if err := yaml.UnmarshalStrict(data, &p); err != nil {
+		return nil, fmt.Errorf("cluster policy: %w", err)
+	}
+	c, err := p.complete()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkPolicyFields names the first unknown field, at any depth, and the known one it is
+// nearest to. The strict decoder would refuse it too, but without its path or a suggestion.
+// It reports an empty document (nothing, or only comments) as empty.
+func checkPolicyFields(data []byte) (empty bool, err error) {
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return false, fmt.Errorf("cluster policy: %w", err)
+	}
+	if doc == nil {
+		return true, nil
+	}
+	if _, ok := doc.(map[string]any); !ok {
+		return false, fmt.Errorf("cluster policy: want a YAML mapping of fields, got %T", doc)
+	}
+	return false, checkFields(doc, reflect.TypeFor[Policy](), "")
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// checkFields checks the keys of the decoded YAML v against the JSON names of type t. Values of
+// the wrong type are left to the decoder.
+func checkFields(v any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, _ := v.(map[string]any)
+		var known []string
+		types := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			known = append(known, name)
+			types[name] = f.Type
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			ft, ok := types[k]
+			if !ok {
+				return unknownField(path+k, k, known)
+			}
+			if err := checkFields(m[k], ft, path+k+"."); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		s, _ := v.([]any)
+		for i, e := range s {
+			if err := checkFields(e, t.Elem(), fmt.Sprintf("%s[%d].", strings.TrimSuffix(path, "."), i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		m, _ := v.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if err := checkFields(m[k], t.Elem(), path+k+"."); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func unknownField(path, name string, known []string) error {
+	lower := strings.ToLower(name)
+	best := slices.MinFunc(known, func(a, b string) int {
+		return distance(lower, strings.ToLower(a)) - distance(lower, strings.ToLower(b))
+	})
+	if distance(lower, strings.ToLower(best)) <= max(2, len(best)/3) {
+		return errorf(path, FromPolicy, "unknown field; did you mean %s?", best)
+	}
+	return errorf(path, FromPolicy, "unknown field; known fields: %s", strings.Join(known, ", "))
+}
+
+// complete returns a copy of p with the defaults filled in, or the first thing wrong with it.
+func (p *Policy) complete() (*Policy, error) {
+	if p == nil {
+		return DefaultPolicy(), nil
+	}
+	d := DefaultPolicy()
+	c := *p
+	c.Upstream = slices.Clone(p.Upstream)
+	c.AllowPodOverride = slices.Clone(p.AllowPodOverride)
+	c.Resources = *p.Resources.DeepCopy()
+	if c.AgentImage == "" {
+		c.AgentImage = d.AgentImage
+	}
+	if c.AgentUser == 0 {
+		c.AgentUser = d.AgentUser
+	}
+	if c.AgentGroup == 0 {
+		c.AgentGroup = d.AgentGroup
+	}
+	if len(c.Resources.Requests) == 0 && len(c.Resources.Limits) == 0 && len(c.Resources.Claims) == 0 {
+		c.Resources = d.Resources
+	}
+	if c.SidecarMode == "" {
+		c.SidecarMode = d.SidecarMode
+	}
+	if p.AllowPodOverride == nil {
+		c.AllowPodOverride = d.AllowPodOverride
+	}
+	if c.MissingVolume == "" {
+		c.MissingVolume = d.MissingVolume
+	}
+	if c.MaxGlobs == 0 {
+		c.MaxGlobs = d.MaxGlobs
+	}
+	if c.MaxUpstreams == 0 {
+		c.MaxUpstreams = d.MaxUpstreams
+	}
+	if c.MetricsPort == 0 {
+		c.MetricsPort = d.MetricsPort
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// validate reports the first thing wrong with a completed policy.
+func (p *Policy) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return errorf(field, FromPolicy, format, args...)
+	}
+	if strings.ContainsFunc(p.AgentImage, func(r rune) bool { return r <= ' ' }) {
+		return bad("agentImage", "%q contains white space", p.AgentImage)
+	}
+	switch p.ImagePullPolicy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return bad("imagePullPolicy", "got %q, want Always, IfNotPresent or Never", p.ImagePullPolicy)
+	}
+	if p.AgentUser < 0 {
+		return bad("agentUser", "got %d, want a uid above 0: the agent never runs as root", p.AgentUser)
+	}
+	if p.AgentGroup < 0 {
+		return bad("agentGroup", "got %d, want a gid above 0", p.AgentGroup)
+	}
+	if p.MaxGlobs < 0 {
+		return bad("maxGlobs", "got %d, want a positive number", p.MaxGlobs)
+	}
+	if p.MaxUpstreams < 0 {
+		return bad("maxUpstreams", "got %d, want a positive number", p.MaxUpstreams)
+	}
+	if len(p.Upstream) > 0 {
+		if _, err := parseUpstream(strings.Join(p.Upstream, ","), p.MaxUpstreams); err != nil {
+			return bad("upstream", "%v", err)
+		}
+	}
+	if err := checkResources(p.Resources); err != nil {
+		return err
+	}
+	if _, err := parseMode(p.SidecarMode); err != nil {
+		return bad("sidecarMode", "%v", err)
+	}
+	if _, err := nativeSupported(p.KubernetesVersion); err != nil {
+		return bad("kubernetesVersion", "%v", err)
+	}
+	allowed := append([]string{optInject, optTail}, policedOptions()...)
+	for _, name := range p.AllowPodOverride {
+		if slices.Contains(allowed, name) {
+			continue
+		}
+		hint := ""
+		for _, a := range allowed {
+			if distance(name, a) <= max(2, len(a)/3) {
+				hint = fmt.Sprintf(" (did you mean %s?)", a)
+				break
+			}
+		}
+		return bad("allowPodOverride", "unknown option %q%s: want names from %s", name, hint, strings.Join(policedOptions(), ", "))
+	}
+	switch p.MissingVolume {
+	case MissingVolumeRefuse, MissingVolumeEmptyDir:
+	default:
+		return bad("missingVolume", "got %q, want %q or %q", p.MissingVolume, MissingVolumeRefuse, MissingVolumeEmptyDir)
+	}
+	if p.MetricsPort < 1 || p.MetricsPort > 65535 {
+		return bad("metricsPort", "got %d, want a port number from 1 to 65535", p.MetricsPort)
+	}
+	if p.DrainTimeout < 0 {
+		return bad("drainTimeout", "got %s, want a positive duration such as 20s", p.DrainTimeout.D())
+	}
+	l := p.AgentLimits
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"agentLimits.maxLineBytes", int64(l.MaxLineBytes)},
+		{"agentLimits.batchBytes", int64(l.BatchBytes)},
+		{"agentLimits.maxInflightBatches", int64(l.MaxInflightBatches)},
+		{"agentLimits.flushInterval", int64(l.FlushInterval)},
+		{"agentLimits.pollInterval", int64(l.PollInterval)},
+		{"agentLimits.maxFiles", int64(l.MaxFiles)},
+	} {
+		if f.v < 0 {
+			return bad(f.name, "must not be negative")
+		}
+	}
+	return nil
+}
+
+// agentResources are the resources the agent may ask for.
+var agentResources = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage}
+
+func checkResources(r corev1.ResourceRequirements) error {
+	if len(r.Claims) > 0 {
+		return errorf("resources.claims", FromPolicy, "the agent claims no dynamic resources; remove it")
+	}
+	for _, list := range []struct {
+		name string
+		l    corev1.ResourceList
+	}{{"requests", r.Requests}, {"limits", r.Limits}} {
+		for _, name := range slices.Sorted(func(yield func(corev1.ResourceName) bool) {
+			for k := range list.l {
+				if !yield(k) {
+					return
+				}
+			}
+		}) {
+			field := "resources." + list.name + "." + string(name)
+			if !slices.Contains(agentResources, name) {
+				return errorf(field, FromPolicy, "unknown resource: want cpu, memory or ephemeral-storage")
+			}
+			if q := list.l[name]; q.Sign() <= 0 {
+				return errorf(field, FromPolicy, "got %s, want more than zero", q.String())
+			}
+		}
+	}
+	for name, req := range r.Requests {
+		if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+			return errorf("resources.requests."+string(name), FromPolicy, "%s is more than the limit %s", req.String(), lim.String())
+		}
+	}
+	return nil
+}
+
+var versionPattern = regexp.MustCompile(`^v?(\d+)\.(\d+)`)
+
+// nativeSinceMinor is the first Kubernetes 1.x with native sidecars on by default.
+const nativeSinceMinor = 29
+
+// nativeSupported reports whether a cluster of version v runs native sidecars: true for 1.29
+// and later and for an unknown (empty) version.
+func nativeSupported(v string) (bool, error) {
+	if v == "" {
+		return true, nil
+	}
+	m := versionPattern.FindStringSubmatch(v)
+	if m == nil {
+		return false, fmt.Errorf("got %q, want a Kubernetes version such as v1.29.3", v)
+	}
+	major, err1 := strconv.Atoi(m[1])
+	minor, err2 := strconv.Atoi(m[2])
+	if err1 != nil || err2 != nil {
+		return false, fmt.Errorf("got %q, want a Kubernetes version such as v1.29.3", v)
+	}
+	return major > 1 || major == 1 && minor >= nativeSinceMinor, nil
+}
+
+// drainTimeout is the policy's drain timeout, shortened to half the grace period (at least a
+// second) when the pod's grace period would not leave the agent time to use it all.
+func drainTimeout(policy time.Duration, graceSeconds *int64) (time.Duration, bool) {
+	if graceSeconds == nil || time.Duration(*graceSeconds)*time.Second > policy {
+		return policy, false
+	}
+	return max(time.Duration(*graceSeconds)*time.Second/2, time.Second), true
+}

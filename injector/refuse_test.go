@@ -1,0 +1,284 @@
+package injector
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// basePod has app containers "app" (logs on emptyDir "logs" at /var/log/app) and "worker"
+// (logs on emptyDir "work" at /work), and an init container "migrate".
+func basePod(ann map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Annotations: ann},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{Name: "migrate", Image: "example.com/migrate:1"}},
+			Containers: []corev1.Container{
+				{Name: "app", Image: "example.com/web:1", VolumeMounts: []corev1.VolumeMount{{Name: "logs", MountPath: "/var/log/app"}}},
+				{Name: "worker", Image: "example.com/worker:1", VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/work"}}},
+			},
+			Volumes: []corev1.Volume{
+				{Name: "logs", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+		},
+	}
+}
+
+// tailApp is the least a pod needs to be injected.
+func tailApp(more ...string) map[string]string {
+	ann := map[string]string{AnnotationTail + ".app": "/var/log/app/*.log", AnnotationUpstream: "fluentd.logging:24224"}
+	for i := 0; i+1 < len(more); i += 2 {
+		ann[more[i]] = more[i+1]
+	}
+	return ann
+}
+
+func singleContainer(p *corev1.Pod) { p.Spec.Containers = p.Spec.Containers[:1] }
+
+// TestInjectRefuses pins the message of every mistake a user can make: each names the
+// annotation (or policy field) and says what was expected.
+func TestInjectRefuses(t *testing.T) {
+	tests := []struct {
+		name   string
+		ann    map[string]string
+		ns     map[string]string
+		policy string
+		pod    func(*corev1.Pod)
+		want   string
+	}{
+		// Globs.
+		{name: "relative path", ann: tailApp(AnnotationTail+".app", "var/log/app/*.log"),
+			want: `sidelog.io/tail.app: "var/log/app/*.log" is not absolute: it must start with /`},
+		{name: "dot dot", ann: tailApp(AnnotationTail+".app", "/var/log/app/../../etc/*"),
+			want: `sidelog.io/tail.app: "/var/log/app/../../etc/*" is not clean (no //, ., .. or trailing /): did you mean "/var/etc/*"?`},
+		{name: "dot dot at root", ann: tailApp(AnnotationTail+".app", "/../x"),
+			want: `sidelog.io/tail.app: "/../x" is not clean (no //, ., .. or trailing /): did you mean "/x"?`},
+		{name: "bad glob", ann: tailApp(AnnotationTail+".app", "/var/log/app/[a-.log"),
+			want: `sidelog.io/tail.app: "/var/log/app/[a-.log": bad pattern in "[a-.log": syntax error in pattern`},
+		{name: "partial double star", ann: tailApp(AnnotationTail+".app", "/var/log/app/**.log"),
+			want: `sidelog.io/tail.app: "/var/log/app/**.log": ** must be a whole path segment`},
+		{name: "empty tail", ann: tailApp(AnnotationTail+".app", " , "),
+			want: `sidelog.io/tail.app: no globs: want a comma-separated list of absolute paths such as /var/log/app/*.log`},
+		{name: "too many globs", ann: tailApp(AnnotationTail+".app", "/var/log/app/a,/var/log/app/b,/var/log/app/c"), policy: "maxGlobs: 2",
+			want: `sidelog.io/tail.app: 3 globs, more than the 2 the cluster policy allows (maxGlobs)`},
+		{name: "bad exclude", ann: tailApp(AnnotationExclude+".app", "*.gz"),
+			want: `sidelog.io/exclude.app: "*.gz" is not absolute: it must start with /`},
+
+		// Containers.
+		{name: "unknown container", ann: tailApp(AnnotationTail+".api", "/var/log/api/*.log"),
+			want: `sidelog.io/tail.api: the pod has no app container "api"; its app containers are app, worker`},
+		{name: "init container", ann: tailApp(AnnotationTail+".migrate", "/var/log/*.log"),
+			want: `sidelog.io/tail.migrate: "migrate" is an init container; only app containers (app, worker) can be tailed`},
+		{name: "tail without container in a two-container pod", ann: map[string]string{AnnotationTail: "/var/log/app/*.log"},
+			want: `sidelog.io/tail: this shorthand is for a pod with one app container, and this pod has 2 (app, worker): use sidelog.io/tail.<container>`},
+		{name: "tail twice", ann: tailApp(AnnotationTail, "/var/log/app/*.log"), pod: singleContainer,
+			want: `sidelog.io/tail: set either sidelog.io/tail or sidelog.io/tail.app, not both`},
+		{name: "option for an untailed container", ann: tailApp(AnnotationMultiline+".worker", "java"),
+			want: `sidelog.io/multiline.worker: container "worker" has no tail globs (sidelog.io/tail.worker), so this has no effect`},
+		{name: "option for an unknown container", ann: tailApp(AnnotationParser+".db", "json"),
+			want: `sidelog.io/parser.db: the pod has no app container "db"; its app containers are app, worker`},
+		{name: "options without tail", ann: map[string]string{AnnotationMultiline + ".app": "java", AnnotationUpstream: "fluentd:24224"},
+			want: `sidelog.io/multiline.app: the pod has no sidelog.io/tail or sidelog.io/tail.<container> annotation, so nothing is tailed and this has no effect`},
+		{name: "same glob twice", ann: tailApp(AnnotationTail+".worker", "/var/log/app/*.log"),
+			pod: func(p *corev1.Pod) {
+				p.Spec.Containers[1].VolumeMounts[0].MountPath = "/var/log/app"
+				p.Spec.Containers[1].VolumeMounts[0].Name = "logs"
+			},
+			want: `sidelog.io/tail.worker: /var/log/app/*.log is tailed for container "app" too (sidelog.io/tail.app): the agent would ship every line twice`},
+		{name: "windows", ann: tailApp(), pod: func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} },
+			want: `sidelog.io/tail: the agent runs on Linux only, and the pod's spec.os.name is "windows"`},
+
+		// Multiline and parser.
+		{name: "bad regex", ann: tailApp(AnnotationMultiline+".app", `^(\d{4}`),
+			want: "sidelog.io/multiline.app: bad regular expression for the first line of a record: error parsing regexp: missing closing ): `^(\\d{4}`"},
+		{name: "unknown preset", ann: tailApp(AnnotationMultiline+".app", "javascript"),
+			want: `sidelog.io/multiline.app: unknown preset "javascript": want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)`},
+		{name: "misspelt preset", ann: tailApp(AnnotationMultiline, "pyton"),
+			want: `sidelog.io/multiline: unknown preset "pyton" (did you mean python?): want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)`},
+		{name: "empty multiline", ann: tailApp(AnnotationMultiline, ""),
+			want: `sidelog.io/multiline: empty: want a preset (java, python, go, ruby), a regular expression matching the first line of a record, or none`},
+		{name: "bad parser", ann: tailApp(AnnotationParser+".app", "logfmt"),
+			want: `sidelog.io/parser.app: got "logfmt", want "none" or "json"`},
+
+		// Upstream.
+		{name: "upstream without port", ann: tailApp(AnnotationUpstream, "fluentd.logging"),
+			want: `sidelog.io/upstream: "fluentd.logging" is not host:port: address fluentd.logging: missing port in address (want host:port such as fluentd.logging:24224)`},
+		{name: "upstream port out of range", ann: tailApp(AnnotationUpstream, "fluentd:70000"),
+			want: `sidelog.io/upstream: "fluentd:70000": port must be a number from 1 to 65535 (want host:port such as fluentd.logging:24224)`},
+		{name: "upstream bad host", ann: tailApp(AnnotationUpstream, "fluent_d:24224"),
+			want: `sidelog.io/upstream: "fluent_d:24224": host "fluent_d" is neither an IP address nor a DNS name`},
+		{name: "upstream no host", ann: tailApp(AnnotationUpstream, ":24224"),
+			want: `sidelog.io/upstream: ":24224" has no host (want host:port such as fluentd.logging:24224)`},
+		{name: "upstream twice", ann: tailApp(AnnotationUpstream, "a:1,b:2,a:1"),
+			want: `sidelog.io/upstream: "a:1" is listed twice`},
+		{name: "upstream empty", ann: tailApp(AnnotationUpstream, ","),
+			want: `sidelog.io/upstream: no address: want host:port[,host:port...] such as fluentd.logging:24224`},
+		{name: "too many upstreams", ann: tailApp(AnnotationUpstream, "a:1,b:1,c:1"), policy: "maxUpstreams: 2",
+			want: `sidelog.io/upstream: 3 addresses, more than the 2 the cluster policy allows (maxUpstreams)`},
+		{name: "no upstream anywhere", ann: map[string]string{AnnotationTail + ".app": "/var/log/app/*.log"},
+			want: `sidelog.io/upstream: no upstream: set it on the pod or its namespace to the aggregator's host:port, or set upstream in the cluster policy`},
+		{name: "bad namespace upstream", ann: map[string]string{AnnotationTail + ".app": "/var/log/app/*.log"}, ns: map[string]string{AnnotationUpstream: "fluentd"},
+			want: `namespace annotation sidelog.io/upstream: "fluentd" is not host:port: address fluentd: missing port in address (want host:port such as fluentd.logging:24224)`},
+
+		// Misspelt and misplaced keys.
+		{name: "misspelt option", ann: tailApp("sidelog.io/multilne.app", "java"),
+			want: `sidelog.io/multilne.app: unknown annotation; did you mean sidelog.io/multiline.app?`},
+		{name: "transposed letters", ann: map[string]string{"sidelog.io/tial.app": "/var/log/app/*.log"},
+			want: `sidelog.io/tial.app: unknown annotation; did you mean sidelog.io/tail.app?`},
+		{name: "dash for dot", ann: map[string]string{"sidelog.io/tail-app": "/var/log/app/*.log"},
+			want: `sidelog.io/tail-app: unknown annotation; did you mean sidelog.io/tail.app?`},
+		{name: "capitalised", ann: tailApp("sidelog.io/Upstream", "a:1"),
+			want: `sidelog.io/Upstream: unknown annotation; did you mean sidelog.io/upstream?`},
+		{name: "resource key", ann: tailApp("sidelog.io/agent-request-cpu", "1"),
+			want: `sidelog.io/agent-request-cpu: unknown annotation; did you mean sidelog.io/agent-requests-cpu?`},
+		{name: "unknown option", ann: tailApp("sidelog.io/colour", "red"),
+			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
+		{name: "misspelt prefix", ann: map[string]string{"sidlog.io/tail.app": "/var/log/app/*.log"},
+			want: `sidlog.io/tail.app: unknown annotation prefix "sidlog.io/"; did you mean sidelog.io/tail.app?`},
+		{name: "other domain", ann: map[string]string{"sidelog.dev/tail": "/var/log/app/*.log"},
+			want: `sidelog.dev/tail: unknown annotation prefix "sidelog.dev/"; did you mean sidelog.io/tail?`},
+		{name: "suffix on a pod option", ann: tailApp("sidelog.io/upstream.app", "a:1"),
+			want: `sidelog.io/upstream.app: sidelog.io/upstream applies to the whole pod and takes no .<container> suffix`},
+		{name: "empty suffix", ann: tailApp("sidelog.io/parser.", "json"),
+			want: `sidelog.io/parser.: missing container name: want sidelog.io/parser.<container>`},
+		{name: "misspelt namespace key", ann: tailApp(), ns: map[string]string{"sidelog.io/upstraem": "a:1"},
+			want: `namespace annotation sidelog.io/upstraem: unknown annotation; did you mean sidelog.io/upstream?`},
+		{name: "tail on namespace", ann: tailApp(), ns: map[string]string{AnnotationTail + ".app": "/var/log/*.log"},
+			want: `namespace annotation sidelog.io/tail.app: tail globs are set on pods, not namespaces: only a pod knows which files it writes`},
+		{name: "status on namespace", ann: tailApp(), ns: map[string]string{AnnotationStatus: "{}"},
+			want: `namespace annotation sidelog.io/status: written by sidelog on pods, not set on namespaces; remove it`},
+		{name: "bad inject", ann: tailApp(AnnotationInject, "no"),
+			want: `sidelog.io/inject: got "no", want "true" or "false"`},
+		{name: "inject annotation for the label", ann: tailApp(), ns: map[string]string{AnnotationInject: "enabled"},
+			want: `namespace annotation sidelog.io/inject: got "enabled", want "true" or "false" (the namespace opt-in is the label sidelog.io/inject=enabled, not an annotation)`},
+		{name: "bad namespace inject", ann: tailApp(), ns: map[string]string{AnnotationInject: "off"},
+			want: `namespace annotation sidelog.io/inject: got "off", want "true" or "false"`},
+
+		// Policy restrictions.
+		{name: "override not allowed", ann: tailApp(AnnotationUpstream, "elsewhere:24224"), policy: "allowPodOverride: [multiline, parser]",
+			want: `sidelog.io/upstream: the cluster policy does not let pods set sidelog.io/upstream (allowPodOverride: [multiline, parser]); set it on the namespace, or ask the cluster admin to allow it`},
+		{name: "nothing may be overridden", ann: tailApp(AnnotationExclude+".app", "/var/log/app/x"), policy: "{allowPodOverride: [], upstream: [a:1]}",
+			want: `sidelog.io/exclude.app: the cluster policy does not let pods set sidelog.io/exclude (allowPodOverride: []); set it on the namespace, or ask the cluster admin to allow it`},
+
+		// Sidecar mode.
+		{name: "bad mode", ann: tailApp(AnnotationSidecarMode, "sidecar"),
+			want: `sidelog.io/sidecar-mode: got "sidecar", want "native", "legacy" or "auto"`},
+		{name: "legacy for a Job's pod", ann: tailApp(AnnotationSidecarMode, "legacy"),
+			pod: func(p *corev1.Pod) {
+				p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "report"}}
+			},
+			want: `sidelog.io/sidecar-mode: legacy mode adds the agent as a regular container, which keeps running after the app finishes, so Job "report" would never complete; set sidelog.io/sidecar-mode: native (needs Kubernetes 1.29 or later)`},
+		{name: "legacy for a pod that runs once", ann: tailApp(), ns: map[string]string{AnnotationSidecarMode: "legacy"},
+			pod:  func(p *corev1.Pod) { p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure },
+			want: `namespace annotation sidelog.io/sidecar-mode: legacy mode adds the agent as a regular container, which keeps running after the app finishes, so a pod with restartPolicy OnFailure would never complete; set sidelog.io/sidecar-mode: native (needs Kubernetes 1.29 or later)`},
+		{name: "auto chose legacy for a Job", ann: tailApp(), policy: "{sidecarMode: auto, kubernetesVersion: v1.27.4}",
+			pod: func(p *corev1.Pod) {
+				p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "report"}}
+			},
+			want: `cluster policy field sidecarMode: legacy mode (auto chose it: the cluster policy's kubernetesVersion v1.27.4 is older than 1.29) adds the agent as a regular container, which keeps running after the app finishes, so Job "report" would never complete; set sidelog.io/sidecar-mode: native (needs Kubernetes 1.29 or later)`},
+
+		// Resources and port.
+		{name: "bad quantity", ann: tailApp(AnnotationLimitsMemory, "128MB!"),
+			want: `sidelog.io/agent-limits-memory: "128MB!" is not a quantity such as "100m" or "64Mi"`},
+		{name: "zero quantity", ann: tailApp(AnnotationRequestsCPU, "0"),
+			want: `sidelog.io/agent-requests-cpu: "0": must be more than zero`},
+		{name: "request above policy limit", ann: tailApp(AnnotationRequestsMemory, "1Gi"),
+			want: `sidelog.io/agent-requests-memory: the agent's memory request 1Gi would be more than its limit 128Mi (cluster policy field resources.limits.memory)`},
+		{name: "limit below namespace request", ann: tailApp(AnnotationLimitsCPU, "10m"), ns: map[string]string{AnnotationRequestsCPU: "100m"},
+			want: `sidelog.io/agent-limits-cpu: the agent's cpu limit 10m would be less than its request 100m (namespace annotation sidelog.io/agent-requests-cpu)`},
+		{name: "bad port", ann: tailApp(AnnotationMetricsPort, "http"),
+			want: `sidelog.io/metrics-port: got "http", want a port number from 1 to 65535`},
+		{name: "port taken", ann: tailApp(AnnotationMetricsPort, "8080"),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[1].Ports = []corev1.ContainerPort{{ContainerPort: 8080}} },
+			want: `sidelog.io/metrics-port: port 8080 is also container "worker"'s port; choose a port that no container of the pod uses`},
+		{name: "default port taken", ann: tailApp(),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 2021}} },
+			want: `sidelog.io/metrics-port: the agent's metrics port 2021 (the cluster policy's metricsPort) is also container "app"'s port; set sidelog.io/metrics-port to a port that no container of the pod uses`},
+
+		// Volumes.
+		{name: "path on no volume", ann: tailApp(AnnotationTail+".app", "/srv/app/logs/*.log"),
+			want: `sidelog.io/tail.app: /srv/app/logs/*.log is on no volume of container "app", so the agent cannot see it; mount a volume at /srv/app/logs in "app" (an emptyDir volume will do: volumes: [{name: logs, emptyDir: {}}], volumeMounts: [{name: logs, mountPath: /srv/app/logs}]), or ask the cluster admin for missingVolume: emptyDir in the sidelog policy`},
+		{name: "emptyDir over a system directory", ann: tailApp(AnnotationTail+".app", "/var/*.log"), policy: "missingVolume: emptyDir",
+			want: `sidelog.io/tail.app: /var/*.log is on no volume of container "app", and an emptyDir at /var would hide the image's own files there; mount a volume at the directory the logs are written to`},
+		{name: "emptyDir in proc", ann: tailApp(AnnotationTail+".app", "/proc/1/fd/*"), policy: "missingVolume: emptyDir",
+			want: `sidelog.io/tail.app: /proc/1/fd/* is on no volume of container "app", and an emptyDir at /proc/1/fd would hide the image's own files there; mount a volume at the directory the logs are written to`},
+		{name: "glob above the volume", ann: tailApp(AnnotationTail+".app", "/var/**/*.log"),
+			want: `sidelog.io/tail.app: /var/**/*.log is on no volume of container "app", so the agent cannot see it; mount a volume at /var in "app" (an emptyDir volume will do: volumes: [{name: logs, emptyDir: {}}], volumeMounts: [{name: logs, mountPath: /var}]), or ask the cluster admin for missingVolume: emptyDir in the sidelog policy`},
+		{name: "logs on a secret", ann: tailApp(),
+			pod: func(p *corev1.Pod) {
+				p.Spec.Volumes[0].VolumeSource = corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}}
+			},
+			want: `sidelog.io/tail.app: /var/log/app/*.log is on the secret volume "logs" of container "app", which is read-only and holds no logs; write the logs to a volume such as an emptyDir`},
+		{name: "undefined volume", ann: tailApp(), pod: func(p *corev1.Pod) { p.Spec.Volumes = p.Spec.Volumes[1:] },
+			want: `sidelog.io/tail.app: /var/log/app/*.log is on volume "logs" of container "app", which the pod does not define`},
+		{name: "overlaps the agent's state", ann: tailApp(AnnotationTail+".app", "/var/lib/app/*.log"),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/var/lib" },
+			want: `sidelog.io/tail.app: /var/lib/app/*.log is on volume "logs" mounted at /var/lib, which overlaps the agent's own /var/lib/sidelog; write the logs elsewhere`},
+		{name: "two volumes at one path", ann: tailApp(AnnotationTail+".worker", "/var/log/app/worker-*.log"),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[1].VolumeMounts[0].MountPath = "/var/log/app" },
+			want: `sidelog.io/tail.worker: /var/log/app is volume "work" in container "worker", but container "app" (sidelog.io/tail.app) mounts volume "logs" there; the agent has one file system, so write these logs to different paths`},
+		{name: "subPathExpr from envFrom", ann: tailApp(),
+			pod: func(p *corev1.Pod) {
+				p.Spec.Containers[0].VolumeMounts[0].SubPathExpr = "$(SHARD)"
+				p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "env"}}}}
+			},
+			want: `sidelog.io/tail.app: the subPathExpr "$(SHARD)" of container "app" refers to $(SHARD), and the container does not define it in env (envFrom cannot be shared with the agent); the agent could not find the same directory`},
+		{name: "subPathExpr with the agent's variable defined otherwise", ann: tailApp(),
+			pod: func(p *corev1.Pod) {
+				p.Spec.Containers[0].VolumeMounts[0].SubPathExpr = "$(POD_NAME)"
+				p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "POD_NAME", Value: "fixed"}}
+			},
+			want: `sidelog.io/tail.app: the subPathExpr "$(POD_NAME)" of container "app" refers to $(POD_NAME), which the container defines differently from the agent's own POD_NAME`},
+
+		// Names the injector owns.
+		{name: "container named like the agent", ann: tailApp(),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[1].Name = AgentContainer },
+			want: `the pod has a container named "sidelog-agent" but no sidelog.io/status annotation: that name is reserved for the agent that sidelog.io/tail adds; rename the container`},
+		{name: "volume named like the agent's", ann: tailApp(),
+			pod: func(p *corev1.Pod) {
+				p.Spec.Volumes[1].Name = StateVolume
+				p.Spec.Containers[1].VolumeMounts[0].Name = StateVolume
+			},
+			want: `the pod has a volume named "sidelog-state": names sidelog-state, sidelog-podinfo, sidelog-no-token and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := basePod(tt.ann)
+			if tt.pod != nil {
+				tt.pod(pod)
+			}
+			p := DefaultPolicy()
+			if tt.policy != "" {
+				var err error
+				if p, err = ParsePolicy([]byte(tt.policy)); err != nil {
+					t.Fatalf("ParsePolicy: %v", err)
+				}
+			}
+			before := pod.DeepCopy()
+			out, _, err := Inject(pod, tt.ns, p)
+			if err == nil {
+				t.Fatalf("Inject succeeded, want error %q", tt.want)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("error:\n got %s\nwant %s", got, tt.want)
+			}
+			if out != nil {
+				t.Errorf("Inject returned a pod with its error")
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Errorf("error is %T, want *Error", err)
+			}
+			if !strings.Contains(err.Error(), Prefix) && !strings.Contains(err.Error(), "cluster policy") {
+				t.Errorf("error names neither an annotation nor a policy field")
+			}
+			if pod.String() != before.String() {
+				t.Errorf("Inject modified its input")
+			}
+		})
+	}
+}

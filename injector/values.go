@@ -1,0 +1,178 @@
+package injector
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+// The parsers of annotation values. Each returns an error that says what was expected; the
+// caller prefixes the annotation's name.
+
+// splitList splits a list value at commas and newlines (a YAML block scalar puts one entry on
+// each line) and trims the space around each entry. Empty entries are dropped.
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' }) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parseGlobs parses a list of absolute globs, of which there may be at most maxGlobs.
+// Duplicates are dropped.
+func parseGlobs(v string, maxGlobs int) ([]string, error) {
+	entries := splitList(v)
+	if len(entries) == 0 {
+		return nil, errors.New("no globs: want a comma-separated list of absolute paths such as /var/log/app/*.log")
+	}
+	var globs []string
+	for _, g := range entries {
+		if err := config.CheckGlob(g); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(globs, g) {
+			globs = append(globs, g)
+		}
+	}
+	if len(globs) > maxGlobs {
+		return nil, fmt.Errorf("%d globs, more than the %d the cluster policy allows (maxGlobs)", len(globs), maxGlobs)
+	}
+	return globs, nil
+}
+
+// multilineNone turns multiline joining off, for a container whose pod- or namespace-wide
+// default would turn it on.
+const multilineNone = "none"
+
+var presetName = regexp.MustCompile(`^[a-z]+$`)
+
+// parseMultiline parses a preset name, "none" (nil) or a first-line regular expression. A
+// value made only of lowercase letters is a preset name: as a regex it would match any line
+// that contains the word, which is almost never what was meant, while a misspelt preset is.
+func parseMultiline(v string) (*config.Multiline, error) {
+	v = strings.TrimSpace(v)
+	presets := strings.Join(config.MultilinePresets, ", ")
+	switch {
+	case v == "":
+		return nil, fmt.Errorf("empty: want a preset (%s), a regular expression matching the first line of a record, or %s", presets, multilineNone)
+	case v == multilineNone:
+		return nil, nil
+	case presetName.MatchString(v):
+		if slices.Contains(config.MultilinePresets, v) {
+			return &config.Multiline{Preset: v}, nil
+		}
+		hint := ""
+		for _, p := range config.MultilinePresets {
+			if distance(v, p) <= 2 {
+				hint = fmt.Sprintf(" (did you mean %s?)", p)
+				break
+			}
+		}
+		return nil, fmt.Errorf("unknown preset %q%s: want one of %s, %s, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)",
+			v, hint, presets, multilineNone)
+	}
+	if _, err := regexp.Compile(v); err != nil {
+		return nil, fmt.Errorf("bad regular expression for the first line of a record: %w", err)
+	}
+	return &config.Multiline{FirstLine: v}, nil
+}
+
+// parseParser parses a parser name.
+func parseParser(v string) (string, error) {
+	switch v = strings.TrimSpace(v); v {
+	case config.ParserNone, config.ParserJSON:
+		return v, nil
+	}
+	return "", fmt.Errorf("got %q, want %q or %q", v, config.ParserNone, config.ParserJSON)
+}
+
+// parseUpstream parses a list of host:port addresses in failover order, at most maxServers.
+func parseUpstream(v string, maxServers int) ([]string, error) {
+	entries := splitList(v)
+	if len(entries) == 0 {
+		return nil, errors.New("no address: want host:port[,host:port...] such as fluentd.logging:24224")
+	}
+	for i, s := range entries {
+		if err := checkServer(s); err != nil {
+			return nil, err
+		}
+		if slices.Contains(entries[:i], s) {
+			return nil, fmt.Errorf("%q is listed twice", s)
+		}
+	}
+	if len(entries) > maxServers {
+		return nil, fmt.Errorf("%d addresses, more than the %d the cluster policy allows (maxUpstreams)", len(entries), maxServers)
+	}
+	return entries, nil
+}
+
+// checkServer is config.CheckHostPort and a check that the host is an IP address or a DNS name.
+func checkServer(s string) error {
+	if err := config.CheckHostPort(s); err != nil {
+		return fmt.Errorf("%w (want host:port such as fluentd.logging:24224)", err)
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if errs := validation.IsDNS1123Subdomain(strings.TrimSuffix(strings.ToLower(host), ".")); len(errs) > 0 {
+		return fmt.Errorf("%q: host %q is neither an IP address nor a DNS name", s, host)
+	}
+	return nil
+}
+
+// parseMode parses a sidecar mode.
+func parseMode(v string) (string, error) {
+	switch v = strings.TrimSpace(v); v {
+	case ModeNative, ModeLegacy, ModeAuto:
+		return v, nil
+	}
+	return "", fmt.Errorf("got %q, want %q, %q or %q", v, ModeNative, ModeLegacy, ModeAuto)
+}
+
+// parseInject parses the value of AnnotationInject.
+func parseInject(v string) (bool, error) {
+	switch strings.TrimSpace(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	if strings.TrimSpace(v) == "enabled" {
+		return false, fmt.Errorf("got %q, want \"true\" or \"false\" (the namespace opt-in is the label %s=enabled, not an annotation)", v, AnnotationInject)
+	}
+	return false, fmt.Errorf("got %q, want \"true\" or \"false\"", v)
+}
+
+// parseQuantity parses a positive resource quantity.
+func parseQuantity(v string) (resource.Quantity, error) {
+	q, err := resource.ParseQuantity(strings.TrimSpace(v))
+	if err != nil {
+		return q, fmt.Errorf("%q is not a quantity such as \"100m\" or \"64Mi\"", v)
+	}
+	if q.Sign() <= 0 {
+		return q, fmt.Errorf("%q: must be more than zero", v)
+	}
+	return q, nil
+}
+
+// parsePort parses a TCP port number.
+func parsePort(v string) (int32, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("got %q, want a port number from 1 to 65535", v)
+	}
+	return int32(n), nil
+}

@@ -1,0 +1,184 @@
+package injector
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+func TestSplitList(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"a", []string{"a"}},
+		{" a , b ,c", []string{"a", "b", "c"}},
+		{"a\nb\n", []string{"a", "b"}},
+		{"a,\n b,,c , ", []string{"a", "b", "c"}},
+		{"/my logs/a b.log", []string{"/my logs/a b.log"}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, splitList(tt.in)); diff != "" {
+			t.Errorf("splitList(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestParseGlobs(t *testing.T) {
+	got, err := parseGlobs("/a/*.log, /b/**/x, /a/*.log", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"/a/*.log", "/b/**/x"}, got); diff != "" {
+		t.Errorf("duplicates are dropped before counting (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseMultiline(t *testing.T) {
+	tests := []struct {
+		in   string
+		want *config.Multiline
+	}{
+		{"java", &config.Multiline{Preset: "java"}},
+		{" go ", &config.Multiline{Preset: "go"}},
+		{"none", nil},
+		{`^\d{4}-`, &config.Multiline{FirstLine: `^\d{4}-`}},
+		{"Exception", &config.Multiline{FirstLine: "Exception"}},
+		{"^error", &config.Multiline{FirstLine: "^error"}},
+	}
+	for _, tt := range tests {
+		got, err := parseMultiline(tt.in)
+		if err != nil {
+			t.Errorf("parseMultiline(%q): %v", tt.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("parseMultiline(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestParseUpstream(t *testing.T) {
+	got, err := parseUpstream("fluentd.logging:24224, 10.1.2.3:24224,[fd00::1]:24224,fluentd.logging.svc.cluster.local.:1", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"fluentd.logging:24224", "10.1.2.3:24224", "[fd00::1]:24224", "fluentd.logging.svc.cluster.local.:1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestStaticPrefix(t *testing.T) {
+	tests := []struct{ glob, want string }{
+		{"/var/log/app/*.log", "/var/log/app"},
+		{"/var/log/app/current.log", "/var/log/app/current.log"},
+		{"/var/log/**/x.log", "/var/log"},
+		{"/*.log", "/"},
+		{"/data/[ab]/x", "/data"},
+		{"/data/a?/x", "/data"},
+		{`/data/\*/x`, "/data"},
+	}
+	for _, tt := range tests {
+		if got := staticPrefix(tt.glob); got != tt.want {
+			t.Errorf("staticPrefix(%q) = %q, want %q", tt.glob, got, tt.want)
+		}
+	}
+}
+
+func TestCoveringMount(t *testing.T) {
+	mounts := []corev1.VolumeMount{
+		{Name: "var", MountPath: "/var"},
+		{Name: "log", MountPath: "/var/log/"},
+		{Name: "logfile", MountPath: "/var/log/app.log", SubPath: "app.log"},
+		{Name: "lo", MountPath: "/var/lo"},
+	}
+	tests := []struct{ path, want string }{
+		{"/var/log/app", "log"},
+		{"/var/log", "log"},
+		{"/var/logs", "var"},
+		{"/var/log/app.log", "logfile"},
+		{"/var/lo/x", "lo"},
+		{"/varx", ""},
+		{"/", ""},
+	}
+	for _, tt := range tests {
+		got, ok := coveringMount(mounts, tt.path)
+		if (tt.want == "") == ok || got.Name != tt.want {
+			t.Errorf("coveringMount(%q) = %q, %v; want %q", tt.path, got.Name, ok, tt.want)
+		}
+	}
+}
+
+func TestBelow(t *testing.T) {
+	tests := []struct {
+		p, dir string
+		want   bool
+	}{
+		{"/a/b", "/a", true},
+		{"/a", "/a", false},
+		{"/ab", "/a", false},
+		{"/a", "/", true},
+		{"/", "/", false},
+	}
+	for _, tt := range tests {
+		if got := below(tt.p, tt.dir); got != tt.want {
+			t.Errorf("below(%q, %q) = %v, want %v", tt.p, tt.dir, got, tt.want)
+		}
+	}
+}
+
+func TestDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0},
+		{"tail", "tail", 0},
+		{"tial", "tail", 1},
+		{"tai", "tail", 1},
+		{"tails", "tail", 1},
+		{"upstram", "upstream", 1},
+		{"", "abc", 3},
+		{"kitten", "sitting", 3},
+	}
+	for _, tt := range tests {
+		if got := distance(tt.a, tt.b); got != tt.want {
+			t.Errorf("distance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+		if got := distance(tt.b, tt.a); got != tt.want {
+			t.Errorf("distance(%q, %q) = %d, want %d", tt.b, tt.a, got, tt.want)
+		}
+	}
+}
+
+func TestAnnotationTable(t *testing.T) {
+	consts := []string{AnnotationInject, AnnotationTail, AnnotationExclude, AnnotationMultiline, AnnotationParser,
+		AnnotationUpstream, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
+		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus}
+	if len(consts) != len(options) {
+		t.Fatalf("%d annotation constants, %d options", len(consts), len(options))
+	}
+	for i, c := range consts {
+		if c != Prefix+options[i].name {
+			t.Errorf("option %d is %q, constant is %q", i, options[i].name, c)
+		}
+	}
+}
+
+func TestNearPrefix(t *testing.T) {
+	for _, d := range []string{"sidlog.io", "Sidelog.io", "sidelog.com", "sidelog", "sidelog.dev", "sidelogio"} {
+		if !nearPrefix(d) {
+			t.Errorf("nearPrefix(%q) = false, want true", d)
+		}
+	}
+	for _, d := range []string{"sidelog.io", "sidecar.io", "sidekiq.io", "sidelogger.example.com", "kubernetes.io", "prometheus.io"} {
+		if nearPrefix(d) {
+			t.Errorf("nearPrefix(%q) = true, want false", d)
+		}
+	}
+}

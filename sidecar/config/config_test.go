@@ -1,0 +1,118 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const minimal = `{"version":"sidelog.io/agent/v1","inputs":[{"container":"app","paths":["/var/log/app/*.log"]}],"upstream":{"servers":["fluentd.logging:24224"]}}`
+
+func TestDecodeFillsDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Version: Version,
+		Inputs:  []Input{{Container: "app", Paths: []string{"/var/log/app/*.log"}, Parser: ParserNone}},
+		Upstream: Upstream{
+			Servers:     []string{"fluentd.logging:24224"},
+			Compression: CompressionNone,
+			AckTimeout:  Duration(DefaultAckTimeout),
+			DialTimeout: Duration(DefaultDialTimeout),
+		},
+		Limits:       Defaults,
+		DrainTimeout: Duration(DefaultDrainTimeout),
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("Parse(minimal) mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Inputs[0].Multiline = &Multiline{Preset: "java", FlushTimeout: Duration(1500 * time.Millisecond)}
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(b)
+	if err != nil {
+		t.Fatalf("Parse(Encode()) = %v\n%s", err, b)
+	}
+	if diff := cmp.Diff(c, back); diff != "" {
+		t.Errorf("round trip mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestDecodeErrorsNameTheField(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"unknown field", `{"version":"sidelog.io/agent/v1","bogus":1}`, `unknown field "bogus"`},
+		{"wrong version", `{"version":"v0"}`, `version: got "v0"`},
+		{"no inputs", `{"version":"sidelog.io/agent/v1","upstream":{"servers":["a:1"]}}`, "inputs: at least one"},
+		{"relative path", strings.Replace(minimal, "/var/log/app/*.log", "var/log/*.log", 1), "inputs[0].paths[0]: \"var/log/*.log\" is not absolute"},
+		{"dotdot", strings.Replace(minimal, "/var/log/app/*.log", "/var/log/../etc/*", 1), "is not clean"},
+		{"bad glob", strings.Replace(minimal, "/var/log/app/*.log", "/var/log/[a.log", 1), "bad pattern"},
+		{"bad double star", strings.Replace(minimal, "/var/log/app/*.log", "/var/log/a**/x", 1), "** must be a whole path segment"},
+		{"bad upstream", strings.Replace(minimal, "fluentd.logging:24224", "fluentd", 1), "upstream.servers[0]"},
+		{"bad port", strings.Replace(minimal, "fluentd.logging:24224", "fluentd:99999", 1), "port must be a number"},
+		{"bad parser", strings.Replace(minimal, `"container":"app"`, `"container":"app","parser":"xml"`, 1), `inputs[0].parser: got "xml"`},
+		{"bad preset", strings.Replace(minimal, `"container":"app"`, `"container":"app","multiline":{"preset":"cobol"}`, 1), `inputs[0].multiline.preset: unknown preset "cobol"`},
+		{"bad regex", strings.Replace(minimal, `"container":"app"`, `"container":"app","multiline":{"firstLine":"("}`, 1), `inputs[0].multiline.firstLine`},
+		{"both", strings.Replace(minimal, `"container":"app"`, `"container":"app","multiline":{"preset":"go","firstLine":"x"}`, 1), "not both"},
+		{"bad duration", strings.Replace(minimal, `"version"`, `"drainTimeout":"soon","version"`, 1), `duration "soon"`},
+		{"numeric duration", strings.Replace(minimal, `"version"`, `"drainTimeout":5,"version"`, 1), `duration must be a string`},
+		{"negative", strings.Replace(minimal, `"version"`, `"limits":{"batchBytes":-1},"version"`, 1), "limits.batchBytes: must not be negative"},
+		{"two documents", minimal + minimal, "more than one JSON document"},
+		{"duplicate container", strings.Replace(minimal, `]}],`, `]},{"container":"app","paths":["/x"]}],`, 1), `inputs[1].container: "app" appears twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse() error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckGlobAcceptsDoubleStar(t *testing.T) {
+	for _, g := range []string{"/var/log/**/*.log", "/a/**", "/var/log/app-?.log", "/x/[ab]*.json"} {
+		if err := CheckGlob(g); err != nil {
+			t.Errorf("CheckGlob(%q) = %v, want nil", g, err)
+		}
+	}
+}
+
+// FuzzParse checks that no document makes the decoder panic, and that whatever it accepts
+// survives an encode/decode round trip unchanged.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte(`{"version":"sidelog.io/agent/v1","inputs":[{"container":"a","paths":["/**"],"multiline":{"firstLine":"^\\d"}}],"upstream":{"servers":["[::1]:1"],"tls":{}},"limits":{"maxLineBytes":1}}`))
+	f.Add([]byte(`{"version":"sidelog.io/agent/v1","drainTimeout":"1h"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			return
+		}
+		out, err := c.Encode()
+		if err != nil {
+			t.Fatalf("Encode of an accepted config: %v", err)
+		}
+		back, err := Parse(out)
+		if err != nil {
+			t.Fatalf("Parse(Encode(c)) = %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(c, back); diff != "" {
+			t.Fatalf("round trip mismatch (-want +got):\n%s", diff)
+		}
+	})
+}
