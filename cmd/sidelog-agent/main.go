@@ -1,0 +1,79 @@
+// Command sidelog-agent tails a pod's log files and forwards their records to a Fluentd or Fluent
+// Bit aggregator. The injector adds it to a pod as a native sidecar; see sidecar/agent.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sidelog/sidelog/sidecar/agent"
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "sidelog-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("sidelog-agent", flag.ContinueOnError)
+	configFile := fs.String("config", "", "read the configuration from this file instead of $"+config.Env)
+	stateDir := fs.String("state-dir", "/var/lib/sidelog", "directory for checkpoints (a pod-local emptyDir)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println(version)
+		return nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	var src io.Reader
+	if *configFile != "" {
+		f, err := os.Open(*configFile)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		defer f.Close()
+		src = f
+	} else {
+		doc := os.Getenv(config.Env)
+		if doc == "" {
+			return fmt.Errorf("no configuration: set $%s or --config", config.Env)
+		}
+		src = strings.NewReader(doc)
+	}
+	cfg, err := config.Decode(src)
+	if err != nil {
+		return err
+	}
+	pod, err := agent.PodFromEnv(os.Getenv, cfg.LabelsFile)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(cfg, agent.Options{StateDir: *stateDir, Pod: pod, Logger: log})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	log.Info("sidelog-agent starting", "version", version, "inputs", len(cfg.Inputs), "upstream", cfg.Upstream.Servers)
+	return a.Run(ctx)
+}

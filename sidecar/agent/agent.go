@@ -1,0 +1,264 @@
+// Package agent wires the stages of sidelog-agent together: tail (find, identify, read, join)
+// → record (parse, enrich, encode) → batch → forward (send, acknowledge) → checkpoint.
+//
+// One goroutine reads every input in turn and encodes records straight into the current batch of
+// their input; a full batch goes to the forward client, whose Send blocks while the in-flight limit
+// is reached, so a slow or absent aggregator stops reading instead of filling memory: the files
+// are the buffer. Positions are acknowledged per file only when the batch that carried them is,
+// and another goroutine saves them to the state directory.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sidelog/sidelog/sidecar/checkpoint"
+	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/forward"
+	"github.com/sidelog/sidelog/sidecar/metrics"
+	"github.com/sidelog/sidelog/sidecar/record"
+	"github.com/sidelog/sidelog/sidecar/tail"
+)
+
+// checkpointInterval is how often acknowledged positions are written to the state directory. A
+// crash loses at most this much of acknowledged progress, which at-least-once turns into
+// duplicates, never into loss.
+const checkpointInterval = time.Second
+
+// Options are what the agent needs besides its configuration.
+type Options struct {
+	// StateDir holds the checkpoint (an emptyDir in the pod).
+	StateDir string
+	// Pod is the identity every record carries.
+	Pod record.Pod
+	// Logger receives the agent's own log; nil for slog.Default().
+	Logger *slog.Logger
+	// Registry receives the metrics; nil for a new one.
+	Registry *metrics.Registry
+}
+
+// Agent tails the configured files and forwards their records.
+type Agent struct {
+	cfg    *config.Config
+	opts   Options
+	log    *slog.Logger
+	reg    *metrics.Registry
+	client *forward.Client
+	inputs []*input
+	// free holds batch buffers whose batch was acknowledged, so that steady state allocates none.
+	free chan []byte
+
+	parseErrors *metrics.Counter
+	saveErrors  *metrics.Counter
+}
+
+// New builds an agent from a validated configuration and resumes from the checkpoint in
+// opts.StateDir, if there is one.
+func New(cfg *config.Config, opts Options) (*Agent, error) {
+	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.reg == nil {
+		a.reg = metrics.NewRegistry()
+	}
+	a.parseErrors = a.reg.Counter("sidelog_parse_errors_total", "Lines that the json parser could not parse and sent as a plain log string.")
+	a.saveErrors = a.reg.Counter("sidelog_checkpoint_errors_total", "Checkpoint saves that failed (the agent keeps going; a restart may resend more).")
+	inflight := cfg.Limits.MaxInflightBatches
+	a.free = make(chan []byte, inflight+len(cfg.Inputs))
+
+	client, err := forward.New(cfg.Upstream, inflight, a.reg, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	a.client = client
+
+	saved, err := checkpoint.Load(opts.StateDir)
+	if err != nil {
+		// At-least-once: a checkpoint we cannot read means resending, never skipping.
+		a.log.Error("checkpoint unreadable, reading every file from its start", "dir", opts.StateDir, "err", err)
+		saved = nil
+	}
+	for _, ic := range cfg.Inputs {
+		in := &input{
+			agent:     a,
+			cfg:       ic,
+			tag:       ic.Tag,
+			batchSize: cfg.Limits.BatchBytes,
+		}
+		if in.tag == "" {
+			in.tag = record.Tag(opts.Pod, ic.Container)
+		}
+		var mine []checkpoint.Entry
+		for _, e := range saved {
+			if e.Container == ic.Container {
+				mine = append(mine, e)
+			}
+		}
+		t, err := tail.New(tail.Options{
+			Paths:        ic.Paths,
+			Exclude:      ic.Exclude,
+			Multiline:    ic.Multiline,
+			MaxLineBytes: cfg.Limits.MaxLineBytes,
+			MaxFiles:     cfg.Limits.MaxFiles,
+			Positions:    mine,
+			Metrics:      a.reg,
+			Container:    ic.Container,
+			ScanInterval: cfg.Limits.PollInterval.D(),
+			Logger:       a.log,
+		}, in)
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", ic.Container, err)
+		}
+		in.tailer = t
+		a.inputs = append(a.inputs, in)
+	}
+	return a, nil
+}
+
+// Run tails and forwards until ctx ends, then drains: it stops looking for new files, reads what
+// is left to the end, waits for the last acknowledgements within the drain timeout, saves the
+// checkpoint and returns. The error says how much was left unacknowledged if the deadline passed.
+func (a *Agent) Run(ctx context.Context) error {
+	// The client and the checkpointer outlive ctx: they are needed while draining.
+	bg, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := a.client.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("forward client stopped", "err", err)
+		}
+	})
+	wg.Go(func() { a.checkpointLoop(bg) })
+	if a.cfg.MetricsAddr != "" {
+		srv, err := a.serveHTTP(a.cfg.MetricsAddr)
+		if err != nil {
+			stop()
+			wg.Wait()
+			return err
+		}
+		defer srv.Close()
+	}
+
+	err := a.tailLoop(ctx)
+	drainErr := a.drain()
+	stop()
+	wg.Wait()
+	if saveErr := a.saveCheckpoint(); saveErr != nil {
+		drainErr = errors.Join(drainErr, saveErr)
+	}
+	for _, in := range a.inputs {
+		if cerr := in.tailer.Close(); cerr != nil {
+			a.log.Warn("closing files", "container", in.cfg.Container, "err", cerr)
+		}
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return errors.Join(err, drainErr)
+	}
+	return drainErr
+}
+
+// tailLoop reads every input in turn until ctx ends. It sleeps a poll interval only when a whole
+// round found nothing to read.
+func (a *Agent) tailLoop(ctx context.Context) error {
+	poll := a.cfg.Limits.PollInterval.D()
+	flushEvery := a.cfg.Limits.FlushInterval.D()
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		now := time.Now()
+		var read int64
+		for _, in := range a.inputs {
+			in.ctx, in.now = ctx, now
+			n, err := in.tailer.Poll(now)
+			if err != nil {
+				a.log.Warn("polling files", "container", in.cfg.Container, "err", err)
+			}
+			read += n
+			if in.count > 0 && time.Since(in.started) >= flushEvery {
+				in.flush()
+			}
+		}
+		if read > 0 {
+			continue
+		}
+		timer.Reset(poll)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+	}
+	return ctx.Err()
+}
+
+// drain reads every file to its end, sends what is left and waits for the acknowledgements, all
+// within the drain timeout.
+func (a *Agent) drain() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout.D())
+	defer cancel()
+	a.log.Info("draining", "timeout", a.cfg.DrainTimeout.D())
+	for _, in := range a.inputs {
+		in.ctx, in.now = ctx, time.Now()
+		if err := in.tailer.Drain(in.now); err != nil {
+			a.log.Warn("draining files", "container", in.cfg.Container, "err", err)
+		}
+		in.flush()
+	}
+	batches, entries, err := a.client.Drain(ctx)
+	if err != nil || batches > 0 {
+		return fmt.Errorf("drain deadline of %s passed with %d records in %d batches unacknowledged (they are read again from the checkpoint at the next start): %w",
+			a.cfg.DrainTimeout.D(), entries, batches, errors.Join(err, ctx.Err()))
+	}
+	a.log.Info("drained: every record acknowledged")
+	return nil
+}
+
+func (a *Agent) checkpointLoop(ctx context.Context) {
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.saveCheckpoint(); err != nil {
+				a.log.Warn("saving checkpoint", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) saveCheckpoint() error {
+	var all []checkpoint.Entry
+	for _, in := range a.inputs {
+		all = append(all, in.tailer.Positions()...)
+	}
+	if err := checkpoint.Save(a.opts.StateDir, all); err != nil {
+		a.saveErrors.Inc()
+		return fmt.Errorf("saving checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) serveHTTP(addr string) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", a.reg)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serving metrics on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server", "err", err)
+		}
+	}()
+	return srv, nil
+}

@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/forward"
+	"github.com/sidelog/sidelog/sidecar/record"
+	"github.com/sidelog/sidelog/sidecar/tail"
+)
+
+// input is one app container's files and the batch being filled with their records. It is the
+// tail.Sink of its tailer, so everything here runs on the tail loop's goroutine.
+type input struct {
+	agent     *Agent
+	cfg       config.Input
+	tag       string
+	tailer    *tail.Input
+	batchSize int
+
+	// ctx bounds a blocking Send (the run context, then the drain deadline); now stamps records.
+	ctx context.Context
+	now time.Time
+
+	buf     []byte
+	count   int
+	started time.Time
+	// files are the files with records in the current batch; each one's fileState.end is the
+	// offset its last record in the batch ends at.
+	files []*tail.File
+}
+
+// fileState is the input's per-file state, kept in tail.File.Meta so that the per-record path
+// needs no map lookup.
+type fileState struct {
+	enc     *record.Encoder
+	end     int64
+	inBatch bool
+}
+
+// Record encodes one record into the current batch and sends the batch when it is full.
+func (in *input) Record(f *tail.File, rec []byte, end int64) {
+	st, _ := f.Meta.(*fileState)
+	if st == nil {
+		st = &fileState{enc: record.NewEncoder(in.agent.opts.Pod, in.cfg.Container, f.Path, in.cfg.Parser)}
+		f.Meta = st
+	}
+	if in.count == 0 {
+		in.started = in.now
+		if in.buf == nil {
+			in.buf = in.agent.buffer(in.batchSize)
+		}
+	}
+	var parsed bool
+	in.buf, parsed = st.enc.Append(in.buf, in.now, rec)
+	if !parsed && in.cfg.Parser == config.ParserJSON {
+		in.agent.parseErrors.Inc()
+	}
+	in.count++
+	st.end = end
+	if !st.inBatch {
+		st.inBatch = true
+		in.files = append(in.files, f)
+	}
+	if len(in.buf) >= in.batchSize {
+		in.flush()
+	}
+}
+
+// flush hands the current batch to the forward client. It blocks while the in-flight limit is
+// reached: that is what stops reading when the aggregator is slow.
+func (in *input) flush() {
+	if in.count == 0 {
+		return
+	}
+	acks := make([]ack, len(in.files))
+	for i, f := range in.files {
+		st := f.Meta.(*fileState)
+		acks[i] = ack{f, st.end}
+		st.inBatch = false
+	}
+	a := in.agent
+	b := &forward.Batch{Tag: in.tag, Entries: in.buf, Count: in.count}
+	entries := in.buf
+	b.Acked = func() {
+		for _, k := range acks {
+			k.file.Ack(k.end)
+		}
+		a.recycle(entries)
+	}
+	in.buf, in.count, in.files = nil, 0, in.files[:0]
+	if err := a.client.Send(in.ctx, b); err != nil {
+		// Only a drain deadline ends a Send: the batch's positions stay unacknowledged, so the
+		// next start reads these records again.
+		a.log.Error("batch not sent before the deadline", "container", in.cfg.Container, "records", b.Count, "err", err)
+	}
+	// Records read after a long wait are stamped with the time they were read.
+	in.now = time.Now()
+}
+
+type ack struct {
+	file *tail.File
+	end  int64
+}
+
+// buffer returns an empty batch buffer, reusing an acknowledged one when there is one.
+func (a *Agent) buffer(size int) []byte {
+	select {
+	case b := <-a.free:
+		return b[:0]
+	default:
+		// Room for the record that crosses the size, so that most batches never grow.
+		return make([]byte, 0, size+size/8)
+	}
+}
+
+func (a *Agent) recycle(b []byte) {
+	select {
+	case a.free <- b:
+	default:
+	}
+}

@@ -1,0 +1,312 @@
+// Package forward is the agent's client of the Fluentd forward protocol v1
+// (https://github.com/fluent/fluentd/wiki/Forward-Protocol-Specification-v1): it sends batches of
+// pre-encoded entries as PackedForward (or CompressedPackedForward) messages with a "chunk"
+// option, and reports each batch acknowledged, in order, once the server answered {"ack": chunk}.
+//
+// Delivery is at least once. A batch stays queued until it is acknowledged; after a broken
+// connection or an acknowledgement that does not come within the ack timeout, every
+// unacknowledged batch is sent again, in order, on a new connection. At most a fixed number of
+// batches are unacknowledged at once, and Send blocks while they are all out: the caller stops
+// reading, so that a slow or absent aggregator costs no memory.
+//
+// It exists instead of github.com/fluent/fluent-logger-golang, which encodes each record from Go
+// values and waits for each acknowledgement before sending the next message.
+package forward
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/metrics"
+)
+
+// Batch is one forward-protocol message: entries of one tag, already encoded by record.Encoder.
+type Batch struct {
+	Tag string
+	// Entries are concatenated MessagePack [time, record] entries (PackedForward).
+	Entries []byte
+	// Count is the number of entries.
+	Count int
+	// Acked is called once when the upstream acknowledged the batch, in Send order, from the
+	// client's goroutine (the one running Run). It may be nil.
+	Acked func()
+}
+
+// Defaults of the options.
+const (
+	DefaultMinBackoff = 250 * time.Millisecond
+	DefaultMaxBackoff = 30 * time.Second
+	DefaultFailback   = time.Minute
+)
+
+// Option changes a default of New.
+type Option func(*options)
+
+type options struct {
+	hostname               string
+	minBackoff, maxBackoff time.Duration
+	failback               time.Duration
+}
+
+// WithHostname sets the client's hostname in the shared-key handshake (default os.Hostname(),
+// in a pod its name). The server refuses a client with its own hostname.
+func WithHostname(h string) Option { return func(o *options) { o.hostname = h } }
+
+// WithBackoff sets the bounds of the wait between connection attempts: it starts at min and
+// doubles up to max, half of it random so that agents restarted together spread out.
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.minBackoff, o.maxBackoff = min, max }
+}
+
+// WithFailback sets how often, while connected to a server other than the first, the client
+// tries the servers before it, and moves back to the first that answers.
+func WithFailback(d time.Duration) Option { return func(o *options) { o.failback = d } }
+
+// Client sends batches to the upstream servers. Send, Drain and Run may be called from different
+// goroutines; Run must run for anything to be sent.
+type Client struct {
+	cfg       config.Upstream
+	opts      options
+	limit     int
+	tls       *tls.Config // nil without TLS
+	sharedKey []byte      // nil without authentication
+	log       *slog.Logger
+	m         clientMetrics
+
+	// slots holds one token per batch given to Send and not yet reported acknowledged.
+	slots chan struct{}
+	// wake tells Run that Send queued a batch.
+	wake    chan struct{}
+	running atomic.Bool
+
+	mu sync.Mutex
+	// queue holds, in Send order, every batch not yet reported acknowledged. Send appends;
+	// only Run's goroutine changes anything else.
+	queue   []*pending
+	entries int // sum of Count over queue
+	// empty is closed while queue is empty, for Drain.
+	empty chan struct{}
+
+	chunkPrefix [8]byte
+	chunkSeq    atomic.Uint64
+}
+
+// pending is a batch in the queue.
+type pending struct {
+	b     *Batch
+	chunk string
+	// payload is what goes in the message's entries field: Entries, or Entries compressed once.
+	payload []byte
+	// sentAt is when it was written on the current connection; zero if it was not.
+	sentAt time.Time
+	// acked is set when the server acknowledged it; it leaves the queue once the batches before
+	// it did too.
+	acked    bool
+	attempts int
+}
+
+type clientMetrics struct {
+	recordsSent, recordsAcked *metrics.Counter
+	batchesSent, batchesAcked *metrics.Counter
+	bytesSent                 *metrics.Counter
+	retries, reconnects       *metrics.Counter
+	connErrors, ackTimeouts   *metrics.Counter
+	inflight                  *metrics.Gauge
+	connected                 map[string]*metrics.Gauge
+}
+
+// New returns a client of the servers of cfg that lets maxInflight batches wait for their
+// acknowledgement at once (config.Defaults.MaxInflightBatches if it is not positive). It reads the
+// CA and shared-key files now, so that a wrong path is an error at start-up. Zero durations and
+// an empty compression take the config package's defaults; reg and log may be nil.
+func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.Logger, opts ...Option) (*Client, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("upstream.servers: at least one host:port is required")
+	}
+	for i, s := range cfg.Servers {
+		if err := config.CheckHostPort(s); err != nil {
+			return nil, fmt.Errorf("upstream.servers[%d]: %w", i, err)
+		}
+	}
+	switch cfg.Compression {
+	case "":
+		cfg.Compression = config.CompressionNone
+	case config.CompressionNone, config.CompressionGzip:
+	default:
+		return nil, fmt.Errorf("upstream.compression: got %q, want %q or %q", cfg.Compression, config.CompressionNone, config.CompressionGzip)
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = config.Duration(config.DefaultAckTimeout)
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = config.Duration(config.DefaultDialTimeout)
+	}
+	if maxInflight <= 0 {
+		maxInflight = config.Defaults.MaxInflightBatches
+	}
+	if reg == nil {
+		reg = metrics.NewRegistry()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		cfg:   cfg,
+		limit: maxInflight,
+		log:   log,
+		slots: make(chan struct{}, maxInflight),
+		wake:  make(chan struct{}, 1),
+		empty: make(chan struct{}),
+		opts: options{
+			minBackoff: DefaultMinBackoff,
+			maxBackoff: DefaultMaxBackoff,
+			failback:   DefaultFailback,
+		},
+	}
+	close(c.empty)
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	if c.opts.hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "sidelog-agent"
+		}
+		c.opts.hostname = h
+	}
+	if c.opts.minBackoff <= 0 || c.opts.maxBackoff < c.opts.minBackoff {
+		return nil, fmt.Errorf("backoff: want 0 < min <= max, got %s and %s", c.opts.minBackoff, c.opts.maxBackoff)
+	}
+	if t := cfg.TLS; t != nil {
+		c.tls = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         t.ServerName,
+			InsecureSkipVerify: t.InsecureSkipVerify, // config documents it as for tests only
+		}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("upstream.tls.caFile: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("upstream.tls.caFile: %s holds no PEM certificate", t.CAFile)
+			}
+			c.tls.RootCAs = pool
+		}
+	}
+	if cfg.SharedKeyFile != "" {
+		key, err := os.ReadFile(cfg.SharedKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream.sharedKeyFile: %w", err)
+		}
+		// Secrets written by hand usually end with a newline that is not part of the key.
+		key = []byte(strings.TrimRight(string(key), "\r\n"))
+		if len(key) == 0 {
+			return nil, fmt.Errorf("upstream.sharedKeyFile: %s is empty", cfg.SharedKeyFile)
+		}
+		c.sharedKey = key
+	}
+	if _, err := rand.Read(c.chunkPrefix[:]); err != nil {
+		return nil, fmt.Errorf("making chunk ids: %w", err)
+	}
+	c.m = clientMetrics{
+		recordsSent:  reg.Counter("sidelog_forward_records_sent_total", "Records written to the upstream, resends included."),
+		recordsAcked: reg.Counter("sidelog_forward_records_acked_total", "Records the upstream acknowledged."),
+		batchesSent:  reg.Counter("sidelog_forward_batches_sent_total", "Batches (forward-protocol messages) written to the upstream, resends included."),
+		batchesAcked: reg.Counter("sidelog_forward_batches_acked_total", "Batches the upstream acknowledged."),
+		bytesSent:    reg.Counter("sidelog_forward_bytes_sent_total", "Bytes of messages written to the upstream, after compression."),
+		retries:      reg.Counter("sidelog_forward_retries_total", "Batches written again after a connection failure or an acknowledgement timeout."),
+		reconnects:   reg.Counter("sidelog_forward_reconnects_total", "Connections to the upstream made after the first one."),
+		connErrors:   reg.Counter("sidelog_forward_connection_errors_total", "Failed connection attempts (connect, TLS, authentication) and broken connections."),
+		ackTimeouts:  reg.Counter("sidelog_forward_ack_timeouts_total", "Connections given up because an acknowledgement did not come within upstream.ackTimeout."),
+		inflight:     reg.Gauge("sidelog_forward_inflight_batches", "Batches given to the client and not yet acknowledged."),
+		connected:    map[string]*metrics.Gauge{},
+	}
+	for _, s := range cfg.Servers {
+		c.m.connected[s] = reg.Gauge("sidelog_forward_upstream_connected", "1 for the upstream server the client is connected to, 0 for the others.", "server", s)
+	}
+	return c, nil
+}
+
+// Send queues b. It blocks while limit batches are unacknowledged (backpressure) and returns
+// ctx.Err() if ctx ends first. Entries must not be modified by the caller until Acked is called.
+func (c *Client) Send(ctx context.Context, b *Batch) error {
+	switch {
+	case b == nil:
+		return errors.New("forward: Send of a nil batch")
+	case len(b.Entries) == 0 || b.Count <= 0:
+		return fmt.Errorf("forward: Send of an empty batch (%d bytes, count %d)", len(b.Entries), b.Count)
+	}
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	p := &pending{b: b, chunk: c.nextChunk()}
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.empty = make(chan struct{})
+	}
+	c.queue = append(c.queue, p)
+	c.entries += b.Count
+	c.mu.Unlock()
+	c.m.inflight.Add(1)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// nextChunk returns a chunk id unique to this batch: a random prefix per client and a counter,
+// base64-encoded as Fluentd's out_forward does. A resent batch keeps its id, so that a receiver
+// can recognise the duplicate.
+func (c *Client) nextChunk() string {
+	var id [16]byte
+	copy(id[:8], c.chunkPrefix[:])
+	binary.BigEndian.PutUint64(id[8:], c.chunkSeq.Add(1))
+	return base64.StdEncoding.EncodeToString(id[:])
+}
+
+// Drain waits until every batch given to Send is acknowledged (its Acked has returned) or ctx
+// ends; it returns the number of batches and entries still unacknowledged, and ctx's error if it
+// ended first. Run must be running for anything to be acknowledged.
+func (c *Client) Drain(ctx context.Context) (batches, entries int, err error) {
+	for {
+		c.mu.Lock()
+		batches, entries, empty := len(c.queue), c.entries, c.empty
+		c.mu.Unlock()
+		if batches == 0 {
+			return 0, 0, nil
+		}
+		select {
+		case <-empty:
+		case <-ctx.Done():
+			c.mu.Lock()
+			batches, entries = len(c.queue), c.entries
+			c.mu.Unlock()
+			if batches == 0 {
+				return 0, 0, nil
+			}
+			return batches, entries, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,140 @@
+// Package record is the agent's enrich stage: it turns a line (or a joined multiline record) into
+// a forward-protocol entry that carries the pod's identity, encoded straight into the batch.
+//
+// An entry is [EventTime, record] with the record
+//
+//	{"log": line, "file": path, "kubernetes": {"namespace_name", "pod_name", "pod_id",
+//	 "container_name", "host", "labels": {...}}}
+//
+// the field names of Fluent Bit's kubernetes filter, so that aggregator configurations written for
+// node agents keep working. Everything but the time and the line is the same for every record of a
+// file, so it is encoded once per file and appended as bytes: the per-line work is a few header
+// bytes and two copies.
+//
+// With the json parser, a line that is a JSON object gives the record its top-level fields
+// instead of "log" (parse has the details of the conversion). The agent's own "file" and
+// "kubernetes" fields always win, because aggregators route and limit tenants on them: the line's
+// fields of those names are kept as "app_file" and "app_kubernetes". A "log" field of the line
+// stays "log". A line that is not a JSON object is sent as "log", as with no parser.
+package record
+
+import (
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/msgpack"
+	"github.com/sidelog/sidelog/sidecar/parse"
+)
+
+// Pod is the pod identity (from the downward API).
+type Pod struct {
+	Namespace, Name, UID, Node string
+	Labels                     map[string]string
+}
+
+// Tag returns kube.<namespace>.<pod>.<container>, the default forward-protocol tag.
+func Tag(p Pod, container string) string {
+	return "kube." + p.Namespace + "." + p.Name + "." + container
+}
+
+// Renamed fields: the names that a JSON line's own "file" and "kubernetes" fields take.
+const (
+	AppFile       = "app_file"
+	AppKubernetes = "app_kubernetes"
+)
+
+// renames is shared by every Encoder and never written.
+var renames = map[string]string{"file": AppFile, "kubernetes": AppKubernetes}
+
+// fixed is the number of fields the agent adds to a parsed record: "file" and "kubernetes".
+const fixed = 2
+
+// Encoder appends forward-protocol entries for one file of one container. It is not safe for
+// concurrent use: with the json parser it keeps scratch space between lines.
+type Encoder struct {
+	// meta is the "file" and "kubernetes" key/value pairs, encoded once.
+	meta []byte
+	json bool
+	tr   parse.Transcoder
+}
+
+// NewEncoder pre-encodes everything that is the same for every record of this file once: the
+// "file" field and the "kubernetes" map. parser is config.ParserJSON or config.ParserNone; any
+// other value (the config package rejects them) is taken as ParserNone. Labels are written sorted
+// by key, and "labels" is there (empty) when the pod has none, so that aggregators can rely on it.
+func NewEncoder(p Pod, container, file, parser string) *Encoder {
+	b := msgpack.AppendString(nil, "file")
+	b = msgpack.AppendString(b, file)
+	b = msgpack.AppendString(b, "kubernetes")
+	b = msgpack.AppendMapHeader(b, 6)
+	for _, kv := range [][2]string{
+		{"namespace_name", p.Namespace},
+		{"pod_name", p.Name},
+		{"pod_id", p.UID},
+		{"container_name", container},
+		{"host", p.Node},
+	} {
+		b = msgpack.AppendString(b, kv[0])
+		b = msgpack.AppendString(b, kv[1])
+	}
+	b = msgpack.AppendString(b, "labels")
+	b = msgpack.AppendMapHeader(b, len(p.Labels))
+	keys := make([]string, 0, len(p.Labels))
+	for k := range p.Labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = msgpack.AppendString(b, k)
+		b = msgpack.AppendString(b, p.Labels[k])
+	}
+	e := &Encoder{meta: b, json: parser == config.ParserJSON}
+	e.tr.Rename = renames
+	return e
+}
+
+// Append appends one entry [EventTime(t), {"log": line, "file": ..., "kubernetes": {...}}] to dst.
+// The line's bytes are sent as they are, NUL bytes and invalid UTF-8 included, as a MessagePack
+// str, as Fluent Bit does. With the json parser, a line that is a JSON object has its top-level
+// fields become the record's instead of "log" (see the package documentation), and parsed is true;
+// parsed is false for a line sent as "log", and always with ParserNone.
+func (e *Encoder) Append(dst []byte, t time.Time, line []byte) (out []byte, parsed bool) {
+	// Lines that cannot be an object are not scanned: the error would be allocated for nothing.
+	if e.json && mayBeObject(line) {
+		if n, err := e.tr.Scan(line); err == nil {
+			dst = appendHead(dst, t)
+			dst = msgpack.AppendMapHeader(dst, n+fixed)
+			dst = e.tr.AppendMembers(dst)
+			return append(dst, e.meta...), true
+		}
+	}
+	dst = appendHead(dst, t)
+	// A map of three: "log", then the two fields of meta.
+	dst = append(dst, 0x83, 0xa3, 'l', 'o', 'g')
+	dst = msgpack.AppendStringHeader(dst, len(line))
+	dst = append(dst, line...)
+	return append(dst, e.meta...), false
+}
+
+// appendHead appends the entry's array header and its EventTime.
+func appendHead(dst []byte, t time.Time) []byte {
+	var h [11]byte
+	h[0], h[1], h[2] = 0x92, 0xd7, msgpack.EventTimeType
+	binary.BigEndian.PutUint32(h[3:], uint32(t.Unix()))
+	binary.BigEndian.PutUint32(h[7:], uint32(t.Nanosecond()))
+	return append(dst, h[:]...)
+}
+
+// mayBeObject reports whether the first byte that is not JSON white space is '{'.
+func mayBeObject(line []byte) bool {
+	for _, c := range line {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c == '{'
+	}
+	return false
+}

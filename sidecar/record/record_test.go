@@ -1,0 +1,232 @@
+package record
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/msgpack"
+)
+
+var pod = Pod{
+	Namespace: "shop",
+	Name:      "web-7d9c",
+	UID:       "0d6c2b7e-1111-2222-3333-444455556666",
+	Node:      "virtual-kubelet-eci",
+	Labels:    map[string]string{"app": "web", "tier": "frontend", "pod-template-hash": "7d9c"},
+}
+
+func kubernetes(labels map[string]any) map[string]any {
+	return map[string]any{
+		"namespace_name": "shop",
+		"pod_name":       "web-7d9c",
+		"pod_id":         "0d6c2b7e-1111-2222-3333-444455556666",
+		"container_name": "app",
+		"host":           "virtual-kubelet-eci",
+		"labels":         labels,
+	}
+}
+
+var podLabels = map[string]any{"app": "web", "tier": "frontend", "pod-template-hash": "7d9c"}
+
+// entry decodes one [time, record] entry.
+func entry(t *testing.T, b []byte) (time.Time, map[string]any, []byte) {
+	t.Helper()
+	v, rest, err := msgpack.Decode(b)
+	if err != nil {
+		t.Fatalf("decoding entry: %v", err)
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		t.Fatalf("entry is %#v, want [time, record]", v)
+	}
+	ts, ok := a[0].(time.Time)
+	if !ok {
+		t.Fatalf("entry time is a %T, want an EventTime", a[0])
+	}
+	rec, ok := a[1].(map[string]any)
+	if !ok {
+		t.Fatalf("entry record is a %T, want a map", a[1])
+	}
+	return ts, rec, rest
+}
+
+func TestTag(t *testing.T) {
+	if got, want := Tag(pod, "app"), "kube.shop.web-7d9c.app"; got != want {
+		t.Errorf("Tag = %q, want %q", got, want)
+	}
+}
+
+func TestAppendLine(t *testing.T) {
+	when := time.Date(2024, 5, 1, 10, 0, 0, 123456789, time.UTC)
+	tests := []struct {
+		name string
+		line string
+	}{
+		{"empty", ""},
+		{"short", "GET /healthz 200"},
+		{"NUL and invalid UTF-8", "a\x00b\xff\xfe\xed\xa0\x80c"},
+		{"31 bytes", strings.Repeat("a", 31)},
+		{"32 bytes", strings.Repeat("b", 32)},
+		{"255 bytes", strings.Repeat("c", 255)},
+		{"256 bytes", strings.Repeat("d", 256)},
+		{"65535 bytes", strings.Repeat("e", 65535)},
+		{"65536 bytes", strings.Repeat("f", 65536)},
+		{"multiline", "Exception in thread \"main\" java.lang.Error\n\tat A.b(A.java:1)\n\tat A.main(A.java:9)"},
+	}
+	for _, parser := range []string{config.ParserNone, config.ParserJSON, ""} {
+		e := NewEncoder(pod, "app", "/var/log/app/app.log", parser)
+		for _, tt := range tests {
+			b, parsed := e.Append([]byte("prefix"), when, []byte(tt.line))
+			if parsed {
+				t.Errorf("%s/%s: parsed = true for a plain line", parser, tt.name)
+			}
+			if !bytes.HasPrefix(b, []byte("prefix")) {
+				t.Fatalf("%s/%s: Append overwrote dst", parser, tt.name)
+			}
+			ts, rec, rest := entry(t, b[len("prefix"):])
+			if len(rest) != 0 {
+				t.Errorf("%s/%s: %d bytes after the entry", parser, tt.name, len(rest))
+			}
+			if !ts.Equal(when) {
+				t.Errorf("%s/%s: time %v, want %v", parser, tt.name, ts, when)
+			}
+			want := map[string]any{"log": tt.line, "file": "/var/log/app/app.log", "kubernetes": kubernetes(podLabels)}
+			if diff := cmp.Diff(want, rec); diff != "" {
+				t.Errorf("%s/%s: record (-want +got):\n%s", parser, tt.name, diff)
+			}
+		}
+	}
+}
+
+func TestAppendJSON(t *testing.T) {
+	when := time.Unix(1700000000, 1)
+	e := NewEncoder(pod, "app", "/var/log/app/audit.json", config.ParserJSON)
+	tests := []struct {
+		name   string
+		line   string
+		parsed bool
+		want   map[string]any
+	}{
+		{
+			"object", `{"level":"info","msg":"served","status":200,"ctx":{"ms":1.5,"ids":[1,2]}}`, true,
+			map[string]any{"level": "info", "msg": "served", "status": int64(200), "ctx": map[string]any{"ms": 1.5, "ids": []any{int64(1), int64(2)}}},
+		},
+		{
+			"own log field stays", `{"log":"the message","n":1}`, true,
+			map[string]any{"log": "the message", "n": int64(1)},
+		},
+		{
+			"forged kubernetes and file are renamed", `{"kubernetes":{"namespace_name":"other"},"fil\u0065":"/etc/passwd"}`, true,
+			map[string]any{AppKubernetes: map[string]any{"namespace_name": "other"}, AppFile: "/etc/passwd"},
+		},
+		{"empty object", ` {} `, true, map[string]any{}},
+		{"not JSON", `plain text`, false, map[string]any{"log": "plain text"}},
+		{"array", `[1,2]`, false, map[string]any{"log": "[1,2]"}},
+		{"broken JSON", `{"a":`, false, map[string]any{"log": `{"a":`}},
+	}
+	for _, tt := range tests {
+		b, parsed := e.Append(nil, when, []byte(tt.line))
+		if parsed != tt.parsed {
+			t.Errorf("%s: parsed = %v, want %v", tt.name, parsed, tt.parsed)
+		}
+		ts, rec, _ := entry(t, b)
+		if !ts.Equal(when) {
+			t.Errorf("%s: time %v, want %v", tt.name, ts, when)
+		}
+		tt.want["file"] = "/var/log/app/audit.json"
+		tt.want["kubernetes"] = kubernetes(podLabels)
+		if diff := cmp.Diff(tt.want, rec); diff != "" {
+			t.Errorf("%s: record (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
+
+func TestNoLabels(t *testing.T) {
+	p := pod
+	p.Labels = nil
+	b, _ := NewEncoder(p, "app", "/f", config.ParserNone).Append(nil, time.Unix(0, 0), []byte("x"))
+	_, rec, _ := entry(t, b)
+	if diff := cmp.Diff(kubernetes(map[string]any{}), rec["kubernetes"]); diff != "" {
+		t.Errorf("kubernetes (-want +got):\n%s", diff)
+	}
+}
+
+// TestDeterministic checks that labels are encoded in a fixed order, so the same pod gives the
+// same bytes.
+func TestDeterministic(t *testing.T) {
+	first, _ := NewEncoder(pod, "app", "/f", config.ParserNone).Append(nil, time.Unix(5, 6), []byte("x"))
+	for range 20 {
+		again, _ := NewEncoder(pod, "app", "/f", config.ParserNone).Append(nil, time.Unix(5, 6), []byte("x"))
+		if !bytes.Equal(first, again) {
+			t.Fatalf("encodings differ:\n%x\n%x", first, again)
+		}
+	}
+}
+
+func TestConcatenated(t *testing.T) {
+	e := NewEncoder(pod, "app", "/f", config.ParserJSON)
+	var b []byte
+	lines := []string{"one", `{"two":2}`, "three"}
+	for i, l := range lines {
+		b, _ = e.Append(b, time.Unix(int64(i), 0), []byte(l))
+	}
+	for i := range lines {
+		ts, _, rest := entry(t, b)
+		if ts.Unix() != int64(i) {
+			t.Errorf("entry %d has time %v", i, ts)
+		}
+		b = rest
+	}
+	if len(b) != 0 {
+		t.Errorf("%d bytes after %d entries", len(b), len(lines))
+	}
+}
+
+func TestNoAllocs(t *testing.T) {
+	line := []byte(strings.Repeat("x", 200))
+	jsonLine := []byte(`{"level":"info","msg":"served","status":200}`)
+	for _, parser := range []string{config.ParserNone, config.ParserJSON} {
+		e := NewEncoder(pod, "app", "/var/log/app/app.log", parser)
+		dst := make([]byte, 0, 4096)
+		now := time.Now()
+		allocs := testing.AllocsPerRun(100, func() {
+			dst, _ = e.Append(dst[:0], now, line)
+			dst, _ = e.Append(dst, now, jsonLine)
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per Append, want 0", parser, allocs)
+		}
+	}
+}
+
+// BenchmarkAppend measures the hot path: 200-byte lines with no parser, into a batch buffer that
+// is reused as the agent reuses acknowledged batches.
+func BenchmarkAppend(b *testing.B) {
+	for _, bc := range []struct {
+		name, parser, line string
+	}{
+		{"none/200B", config.ParserNone, strings.Repeat("x", 200)},
+		{"json/200B", config.ParserJSON, `{"level":"info","ts":"2024-05-01T10:00:00.123Z","caller":"api/handler.go:88","msg":"request served","method":"GET","path":"/api/v1/orders/12345","status":200,"latency_ms":12.75}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := NewEncoder(pod, "app", "/var/log/app/app.log", bc.parser)
+			line := []byte(bc.line)
+			buf := make([]byte, 0, 1<<20)
+			now := time.Now()
+			b.SetBytes(int64(len(line)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if len(buf) > cap(buf)-4096 {
+					buf = buf[:0]
+				}
+				buf, _ = e.Append(buf, now, line)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
