@@ -112,8 +112,18 @@ func run() error {
 		lines += len(text)
 		return appendFile(path, strings.Join(text, "\n")+"\n")
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := write(app, "2026-11-25 10:00:01 INFO  checkout started on :8080", "2026-11-25 10:00:02 INFO  cart 42: 3 items"); err != nil {
+		return err
+	}
+	// Logs are rotated hours after a pod starts, not in its first millisecond: let the agent find
+	// app.log before logrotate moves it.
+	if err := recv.Wait(ctx, 2); err != nil {
+		fmt.Println(agentLog.String())
+		return fmt.Errorf("waiting for the first records (got %d): %w", recv.Count(), err)
+	}
 	if err := errors.Join(
-		write(app, "2026-11-25 10:00:01 INFO  checkout started on :8080", "2026-11-25 10:00:02 INFO  cart 42: 3 items"),
 		write(app,
 			"2026-11-25 10:00:03 ERROR payment failed for cart 42",
 			"java.lang.IllegalStateException: card declined",
@@ -130,8 +140,6 @@ func run() error {
 	}
 	// The trace above is one record, not six.
 	records := int64(lines - 5)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if err := recv.Wait(ctx, records); err != nil {
 		fmt.Println(agentLog.String())
 		return fmt.Errorf("waiting for %d records (got %d): %w", records, recv.Count(), err)

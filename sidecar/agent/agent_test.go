@@ -149,6 +149,9 @@ func TestEveryLineArrivesAcrossRotationAndDrain(t *testing.T) {
 	// Written before the agent starts: a short-lived pod's first lines must not be lost.
 	appendLines(t, appLog, numbered("before start", 0, 100)...)
 	r := start(t, cfg, t.TempDir())
+	// Rotating a file the agent has not opened yet would hide it from any tailer; a real rotation
+	// comes long after the agent started.
+	wait(t, s, 100)
 
 	trace := "2026-11-25 10:00:00 ERROR request failed\njava.lang.IllegalStateException: boom\n\tat shop.Cart.add(Cart.java:42)\n\tat shop.Api.handle(Api.java:7)"
 	appendLines(t, appLog, trace)
