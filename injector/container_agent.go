@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sidelog/sidelog/sidecar/config"
 )
@@ -151,6 +152,17 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 	}
 	if r.mode == ModeNative {
 		c.RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
+		// The kubelet starts the app containers only once a native sidecar's startup probe
+		// passed: with it, the agent is up (its SIGTERM handler installed) before the app writes
+		// its first line, so even a Job that ends at once is shipped whole.
+		c.StartupProbe = &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/healthz",
+				Port: intstr.FromString(metricsPortName),
+			}},
+			PeriodSeconds:    1,
+			FailureThreshold: 30,
+		}
 	}
 	return c
 }

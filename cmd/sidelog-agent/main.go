@@ -27,6 +27,10 @@ func main() {
 }
 
 func run(args []string) error {
+	// First thing: a short Job's app can exit, and the kubelet send SIGTERM, while the agent is
+	// still starting; the default action would kill it before it read a line.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
 	fs := flag.NewFlagSet("sidelog-agent", flag.ContinueOnError)
 	configFile := fs.String("config", "", "read the configuration from this file instead of $"+config.Env)
 	stateDir := fs.String("state-dir", "/var/lib/sidelog", "directory for checkpoints (a pod-local emptyDir)")
@@ -72,8 +76,6 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	log.Info("sidelog-agent starting", "version", version, "inputs", len(cfg.Inputs), "upstream", cfg.Upstream.Servers)
 	return a.Run(ctx)
 }

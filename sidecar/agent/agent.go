@@ -165,13 +165,14 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // tailLoop reads every input in turn until ctx ends. It sleeps a poll interval only when a whole
-// round found nothing to read.
+// round found nothing to read. The first round runs even if ctx has already ended, so that an
+// agent stopped while it was starting still finds the files it must drain.
 func (a *Agent) tailLoop(ctx context.Context) error {
 	poll := a.cfg.Limits.PollInterval.D()
 	flushEvery := a.cfg.Limits.FlushInterval.D()
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
-	for ctx.Err() == nil {
+	for {
 		now := time.Now()
 		var read int64
 		for _, in := range a.inputs {
@@ -185,6 +186,9 @@ func (a *Agent) tailLoop(ctx context.Context) error {
 				in.flush()
 			}
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if read > 0 {
 			continue
 		}
@@ -194,7 +198,6 @@ func (a *Agent) tailLoop(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
-	return ctx.Err()
 }
 
 // drain reads every file to its end, sends what is left and waits for the acknowledgements, all
