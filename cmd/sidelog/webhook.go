@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/sidelog/sidelog/certs"
+	"github.com/sidelog/sidelog/webhook"
+)
+
+// Values of --cert-mode.
+const (
+	certModeExternal    = "external"
+	certModeSelfManaged = "self-managed"
+)
+
+func runWebhook(args []string) error {
+	fs := flag.NewFlagSet("sidelog webhook", flag.ContinueOnError)
+	var o webhook.Options
+	fs.StringVar(&o.Host, "host", "", "address to serve the webhook on (default all)")
+	fs.IntVar(&o.Port, "port", 9443, "port to serve the webhook on, over TLS")
+	fs.StringVar(&o.CertDir, "cert-dir", "/var/run/sidelog/certs", "directory of tls.crt and tls.key, reloaded when they change")
+	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", `address of /healthz and /readyz ("0" disables)`)
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", `address of the Prometheus /metrics ("0" disables)`)
+	fs.StringVar(&o.PolicyFile, "policy", "", "cluster policy, a YAML file, reloaded when it changes (default: the built-in policy)")
+	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the webhook's own namespace, whose pods are never changed (default $POD_NAMESPACE)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster, then ~/.kube/config)")
+	verbosity := fs.Int("v", 0, "log verbosity: 1 logs every admission")
+
+	certMode := fs.String("cert-mode", certModeExternal, `"external": --cert-dir is filled by cert-manager or another tool; `+
+		`"self-managed": the webhook makes a CA and serving certificate, keeps them in --secret-name, writes them to --cert-dir `+
+		`and patches the caBundle of --webhook-config-name`)
+	var co certs.Options
+	fs.StringVar(&co.SecretName, "secret-name", "sidelog-webhook-tls", "self-managed: the Secret, in --namespace, that holds the CA and the serving certificate")
+	fs.StringVar(&co.WebhookConfigName, "webhook-config-name", "sidelog", "self-managed: the MutatingWebhookConfiguration whose caBundle is kept in step")
+	service := fs.String("service-name", "sidelog-webhook", "self-managed: the webhook's Service, whose DNS names the serving certificate carries")
+	clusterDomain := fs.String("cluster-domain", "cluster.local", "self-managed: the cluster's DNS domain")
+	fs.DurationVar(&co.CALifetime, "ca-lifetime", 365*24*time.Hour, "self-managed: validity of the CA; it is replaced a third of it before expiry")
+	fs.DurationVar(&co.ServingLifetime, "cert-lifetime", 30*24*time.Hour, "self-managed: validity of the serving certificate; it is renewed a third of it before expiry")
+
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: sidelog webhook [flags]\n\n"+
+			"Serves the mutating admission webhook that adds the log agent to pods (POST "+webhook.Path+").\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if o.Namespace == "" {
+		return usageError{errors.New("--namespace is required when POD_NAMESPACE is unset")}
+	}
+	switch *certMode {
+	case certModeExternal:
+	case certModeSelfManaged:
+		co.Namespace = o.Namespace
+		co.Hosts = certs.ServiceHosts(*service, o.Namespace, *clusterDomain)
+		o.Certs = &co
+	default:
+		return usageError{fmt.Errorf("--cert-mode: want %q or %q, got %q", certModeExternal, certModeSelfManaged, *certMode)}
+	}
+
+	log := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-*verbosity)}))
+	ctrllog.SetLogger(log)
+	o.Log = log
+
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return webhook.Run(ctx, cfg, o)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return config.GetConfig()
+}

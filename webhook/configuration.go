@@ -1,0 +1,73 @@
+package webhook
+
+import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WebhookName is the name of the webhook within its MutatingWebhookConfiguration; the API
+// server's messages name it ("admission webhook "inject.sidelog.io" denied the request: ...").
+const WebhookName = "inject.sidelog.io"
+
+// Configuration returns the MutatingWebhookConfiguration that sends sidelog the pods it may
+// change: pod CREATEs in namespaces labelled NamespaceLabel=NamespaceLabelEnabled, except
+// kube-system and namespace, the webhook's own. The Helm chart renders the same object; the
+// e2e tests install this one, so compare the two when either changes.
+//
+// failurePolicy is Fail because a pod that asked for its logs to be shipped must not start
+// without the agent; the namespaceSelector confines that risk to opted-in namespaces.
+// reinvocationPolicy IfNeeded lets the injector see containers and volumes that later webhooks
+// add; it is idempotent, so a second call changes nothing.
+func Configuration(name, namespace string, clientConfig admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+	equivalent := admissionregistrationv1.Equivalent
+	namespaced := admissionregistrationv1.NamespacedScope
+	timeout := int32(10)
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta: metav1.TypeMeta{
+			APIVersion: admissionregistrationv1.SchemeGroupVersion.String(),
+			Kind:       "MutatingWebhookConfiguration",
+		},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         WebhookName,
+			ClientConfig: clientConfig,
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups:   []string{""},
+					APIVersions: []string{"v1"},
+					Resources:   []string{"pods"},
+					Scope:       &namespaced,
+				},
+			}},
+			NamespaceSelector: &metav1.LabelSelector{
+				MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: NamespaceLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{NamespaceLabelEnabled}},
+					{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{KubeSystem, namespace}},
+				},
+			},
+			ObjectSelector:          &metav1.LabelSelector{},
+			FailurePolicy:           &fail,
+			MatchPolicy:             &equivalent,
+			SideEffects:             &none,
+			TimeoutSeconds:          &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      &ifNeeded,
+		}},
+	}
+}
+
+// ServiceClientConfig is the clientConfig that reaches the webhook through its Service on
+// port 443 at Path, as the chart deploys it.
+func ServiceClientConfig(namespace, service string, caBundle []byte) admissionregistrationv1.WebhookClientConfig {
+	path := Path
+	port := int32(443)
+	return admissionregistrationv1.WebhookClientConfig{
+		Service:  &admissionregistrationv1.ServiceReference{Namespace: namespace, Name: service, Path: &path, Port: &port},
+		CABundle: caBundle,
+	}
+}

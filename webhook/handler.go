@@ -1,0 +1,125 @@
+// Package webhook is sidelog's mutating admission webhook: it answers pod CREATE requests with
+// the injector's mutation as a JSON patch, a denial naming the annotation that is wrong, or an
+// unchanged pod.
+//
+// Decoding, the AdmissionReview envelope and the patch are controller-runtime's admission
+// package; this package looks up the namespace's defaults, calls injector.Inject and counts
+// what happened.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sidelog/sidelog/injector"
+)
+
+// Path is where the webhook serves pod admission requests.
+const Path = "/mutate-v1-pod"
+
+// The opt-in: only pods in namespaces with this label and value are ever changed. The
+// MutatingWebhookConfiguration's namespaceSelector sends only those; the handler checks again
+// so that a misconfigured selector cannot widen it.
+const (
+	NamespaceLabel        = "sidelog.io/inject"
+	NamespaceLabelEnabled = "enabled"
+)
+
+// KubeSystem is never injected, whatever its labels say.
+const KubeSystem = "kube-system"
+
+// Outcomes, the values of the outcome label of the admission metrics.
+const (
+	OutcomeInjected = "injected" // the agent was added
+	OutcomeSkipped  = "skipped"  // nothing to do: not opted in, not asked for, already injected
+	OutcomeRefused  = "refused"  // the pod's or the namespace's annotations are wrong: denied
+	OutcomeError    = "error"    // the webhook could not decide (namespace lookup, bad request)
+)
+
+// Handler answers pod admission requests.
+type Handler struct {
+	namespaces client.Reader
+	policy     func() *injector.Policy
+	self       string
+	decoder    admission.Decoder
+}
+
+// NewHandler returns a Handler that reads namespaces through namespaces (a cache of their
+// metadata is enough: see NamespaceReader), asks policy for the cluster policy on every request
+// (so that a reloaded policy applies at once) and never changes pods in ownNamespace.
+func NewHandler(namespaces client.Reader, policy func() *injector.Policy, ownNamespace string) *Handler {
+	return &Handler{
+		namespaces: namespaces,
+		policy:     policy,
+		self:       ownNamespace,
+		decoder:    admission.NewDecoder(scheme.Scheme),
+	}
+}
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, outcome := h.handle(ctx, req)
+	observe(outcome, time.Since(start))
+	log := logf.FromContext(ctx).WithValues("outcome", outcome, "dryRun", req.DryRun != nil && *req.DryRun)
+	switch outcome {
+	case OutcomeError:
+		log.Error(nil, "admission failed", "message", resp.Result.Message)
+	case OutcomeRefused:
+		log.Info("pod refused", "message", resp.Result.Message)
+	default:
+		log.V(1).Info("pod admitted", "warnings", len(resp.Warnings))
+	}
+	return resp
+}
+
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	if req.Operation != admissionv1.Create || req.SubResource != "" ||
+		req.Kind.Group != "" || req.Kind.Kind != "Pod" {
+		return admission.Allowed("sidelog injects only on pod create"), OutcomeSkipped
+	}
+	if req.Namespace == KubeSystem || req.Namespace == h.self {
+		return admission.Allowed("sidelog never injects pods in namespace " + req.Namespace), OutcomeSkipped
+	}
+
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := h.namespaces.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns); err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", req.Namespace, err)), OutcomeError
+	}
+	if ns.Labels[NamespaceLabel] != NamespaceLabelEnabled {
+		return admission.Allowed(fmt.Sprintf("namespace %s is not labelled %s=%s", req.Namespace, NamespaceLabel, NamespaceLabelEnabled)), OutcomeSkipped
+	}
+
+	pod := &corev1.Pod{}
+	if err := h.decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError
+	}
+	mutated, out, err := injector.Inject(pod, ns.Annotations, h.policy())
+	if userErr := (*injector.Error)(nil); errors.As(err, &userErr) {
+		return admission.Denied(err.Error()), OutcomeRefused
+	} else if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("injecting the agent: %w", err)), OutcomeError
+	}
+	if !out.Injected || out.Reason != "" {
+		// Not asked for, opted out, or injected before (a reinvocation): nothing to add.
+		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped
+	}
+	raw, err := json.Marshal(mutated)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the mutated pod: %w", err)), OutcomeError
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(out.Warnings...), OutcomeInjected
+}

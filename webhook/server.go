@@ -1,0 +1,236 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sidelog/sidelog/certs"
+	"github.com/sidelog/sidelog/injector"
+)
+
+// Options configure the webhook process.
+type Options struct {
+	// Host and Port are where the webhook serves TLS. Port default 9443.
+	Host string
+	Port int
+	// CertDir holds tls.crt and tls.key, reloaded when they change: mounted from cert-manager's
+	// Secret, or written by the Rotator when Certs is set.
+	CertDir string
+	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics. "0" disables either.
+	HealthAddr  string
+	MetricsAddr string
+	// PolicyFile is the cluster policy, reloaded when it changes; empty for the built-in
+	// policy.
+	PolicyFile string
+	// Namespace is the webhook's own namespace: its pods are never changed.
+	Namespace string
+	// Certs, when set, makes the webhook manage its own certificates (certs.Rotator); its
+	// CertDir is set to CertDir, and its Namespace defaults to Namespace. Nil when
+	// cert-manager or another tool provides them.
+	Certs *certs.Options
+	// Log is the logger of the webhook and of controller-runtime's components.
+	Log logr.Logger
+}
+
+// NewManager returns a controller-runtime manager that serves the webhook as o says, with the
+// namespace cache, the policy watcher and, if o.Certs is set, the certificate rotator. Start it
+// to run them all.
+func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
+	if o.Namespace == "" {
+		return nil, errors.New("the webhook's own namespace is required")
+	}
+	if o.CertDir == "" {
+		return nil, errors.New("the certificate directory is required")
+	}
+	log := o.Log
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+
+	kubeVersion := ""
+	if dc, err := discovery.NewDiscoveryClientForConfig(cfg); err != nil {
+		log.Error(err, "no discovery client; sidecar mode auto will assume a current Kubernetes")
+	} else if v, err := dc.ServerVersion(); err != nil {
+		log.Error(err, "reading the API server's version; sidecar mode auto will assume a current Kubernetes")
+	} else {
+		kubeVersion = v.GitVersion
+	}
+
+	var policy func() *injector.Policy
+	var policyFile *PolicyFile
+	if o.PolicyFile == "" {
+		p := injector.DefaultPolicy()
+		p.KubernetesVersion = kubeVersion
+		policy = StaticPolicy(p)
+	} else {
+		var err error
+		policyFile, err = LoadPolicyFile(o.PolicyFile, kubeVersion, log.WithName("policy"))
+		if err != nil {
+			return nil, err
+		}
+		policy = policyFile.Policy
+	}
+
+	mgr, err := manager.New(cfg, manager.Options{
+		Scheme:                 scheme,
+		Logger:                 log,
+		HealthProbeBindAddress: o.HealthAddr,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		Cache: cache.Options{
+			// The webhook reads nothing but namespaces' labels and annotations.
+			ByObject: map[client.Object]cache.ByObject{namespaceMetadata(): {}},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+
+	nsInformer, err := mgr.GetCache().GetInformer(context.Background(), namespaceMetadata(), cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watching namespaces: %w", err)
+	}
+	handler := NewHandler(NamespaceReader(mgr.GetCache(), mgr.GetAPIReader()), policy, o.Namespace)
+
+	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:    o.Host,
+		Port:    o.Port,
+		CertDir: o.CertDir,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			// HTTP/1.1 only, as kubebuilder's scaffolding does: the API server needs nothing
+			// more, and HTTP/2 brought stream-reset floods (CVE-2023-44487, CVE-2023-39325).
+			c.NextProtos = []string{"http/1.1"}
+		}},
+	})
+	srv.Register(Path, &admission.Webhook{Handler: handler})
+
+	if o.Certs == nil {
+		if err := mgr.Add(srv); err != nil {
+			return nil, err
+		}
+	} else {
+		co := *o.Certs
+		co.CertDir = o.CertDir
+		if co.Namespace == "" {
+			co.Namespace = o.Namespace
+		}
+		if co.Log.GetSink() == nil {
+			co.Log = log.WithName("certs")
+		}
+		// The rotator reads one Secret by name; a cached client would list and watch them all.
+		direct, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return nil, fmt.Errorf("creating the certificates' client: %w", err)
+		}
+		rotator, err := certs.New(direct, co)
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(rotator); err != nil {
+			return nil, err
+		}
+		// The server reads its certificate when it starts, so it waits for the first one.
+		if err := mgr.Add(afterCertificate{rotator.CertificateWritten(), srv}); err != nil {
+			return nil, err
+		}
+		if err := mgr.AddReadyzCheck("certificates", rotator.ReadyCheck); err != nil {
+			return nil, err
+		}
+	}
+	if policyFile != nil {
+		if err := mgr.Add(policyFile); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("webhook", srv.StartedChecker()); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("namespaces", func(*http.Request) error {
+		if !nsInformer.HasSynced() {
+			return errors.New("namespace cache not synced")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// Run serves the webhook until ctx is done.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	mgr, err := NewManager(cfg, o)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// afterCertificate starts the webhook server once the rotator has written a certificate.
+type afterCertificate struct {
+	written <-chan struct{}
+	srv     ctrlwebhook.Server
+}
+
+func (a afterCertificate) Start(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-a.written:
+	}
+	return a.srv.Start(ctx)
+}
+
+func (a afterCertificate) NeedLeaderElection() bool { return false }
+
+func namespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// NamespaceReader reads from cached, and from live when cached has not seen the object yet:
+// a pod created right after its namespace can reach the webhook before the watch does.
+func NamespaceReader(cached, live client.Reader) client.Reader {
+	return fallbackReader{cached: cached, live: live}
+}
+
+type fallbackReader struct{ cached, live client.Reader }
+
+func (r fallbackReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := r.cached.Get(ctx, key, obj, opts...)
+	if apierrors.IsNotFound(err) {
+		return r.live.Get(ctx, key, obj, opts...)
+	}
+	return err
+}
+
+func (r fallbackReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return r.cached.List(ctx, list, opts...)
+}
