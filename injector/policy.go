@@ -333,21 +333,8 @@ func (p *Policy) validate() error {
 	if p.DrainTimeout < 0 {
 		return bad("drainTimeout", "got %s, want a positive duration such as 20s", p.DrainTimeout.D())
 	}
-	l := p.AgentLimits
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
-		{"agentLimits.maxLineBytes", int64(l.MaxLineBytes)},
-		{"agentLimits.batchBytes", int64(l.BatchBytes)},
-		{"agentLimits.maxInflightBatches", int64(l.MaxInflightBatches)},
-		{"agentLimits.flushInterval", int64(l.FlushInterval)},
-		{"agentLimits.pollInterval", int64(l.PollInterval)},
-		{"agentLimits.maxFiles", int64(l.MaxFiles)},
-	} {
-		if f.v < 0 {
-			return bad(f.name, "must not be negative")
-		}
+	if field := p.AgentLimits.Negative(); field != "" {
+		return bad("agentLimits."+field, "must not be negative")
 	}
 	return nil
 }

@@ -274,17 +274,13 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("upstream.compression: got %q, want %q or %q", c.Upstream.Compression, CompressionNone, CompressionGzip)
 	}
-	l := c.Limits
+	if field := c.Limits.Negative(); field != "" {
+		return fmt.Errorf("limits.%s: must not be negative", field)
+	}
 	for _, f := range []struct {
 		name string
 		v    int64
 	}{
-		{"limits.maxLineBytes", int64(l.MaxLineBytes)},
-		{"limits.batchBytes", int64(l.BatchBytes)},
-		{"limits.maxInflightBatches", int64(l.MaxInflightBatches)},
-		{"limits.flushInterval", int64(l.FlushInterval)},
-		{"limits.pollInterval", int64(l.PollInterval)},
-		{"limits.maxFiles", int64(l.MaxFiles)},
 		{"drainTimeout", int64(c.DrainTimeout)},
 		{"upstream.ackTimeout", int64(c.Upstream.AckTimeout)},
 		{"upstream.dialTimeout", int64(c.Upstream.DialTimeout)},
@@ -294,6 +290,26 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Negative returns the JSON name of the first negative limit, or "" when there is none.
+func (l Limits) Negative() string {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"maxLineBytes", int64(l.MaxLineBytes)},
+		{"batchBytes", int64(l.BatchBytes)},
+		{"maxInflightBatches", int64(l.MaxInflightBatches)},
+		{"flushInterval", int64(l.FlushInterval)},
+		{"pollInterval", int64(l.PollInterval)},
+		{"maxFiles", int64(l.MaxFiles)},
+	} {
+		if f.v < 0 {
+			return f.name
+		}
+	}
+	return ""
 }
 
 func (m *Multiline) check() error {
