@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,7 +82,7 @@ func TestChartWebhook(t *testing.T) {
 			len(hook.Webhooks[0].ClientConfig.CABundle), len(secret.Data))
 	}
 
-	t.Run("its RBAC allows nothing more", func(t *testing.T) {
+	t.Run("its RBAC denies what it does not need", func(t *testing.T) {
 		sa := clientsetFor(t, saKubeconfig)
 		for _, tt := range []struct {
 			what string
@@ -161,13 +160,13 @@ func TestChartWebhook(t *testing.T) {
 			t.Fatalf("admissions = %v before, want the injected pod counted", before)
 		}
 		plain := podOf(rs)
-		plain.Annotations = nil
+		plain.Annotations = map[string]string{"example.com/team": "checkout"}
 		got, err := admin.CoreV1().Pods("shop").Create(ctx, plain, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(got.Spec.InitContainers) != 0 || admissions(t, wh.metricsURL) != before {
-			t.Errorf("a pod without annotations: %d init containers, admissions %v → %v; want it untouched and the webhook not called",
+			t.Errorf("a pod without sidelog.io/ annotations: %d init containers, admissions %v → %v; want it untouched and the webhook not called",
 				len(got.Spec.InitContainers), before, admissions(t, wh.metricsURL))
 		}
 		typo := podOf(rs)
@@ -276,7 +275,7 @@ func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Dep
 		t.Fatal(err)
 	}
 	healthAddr, metricsAddr := freeAddr(t), freeAddr(t)
-	args := expandEnvRefs(cmd.Args[1:], cmd.Env)
+	args := cmd.Args[1:]
 	for i, a := range args {
 		flag, _, _ := strings.Cut(a, "=")
 		switch flag {
@@ -308,7 +307,7 @@ func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Dep
 			t.Errorf("webhook still running a minute after SIGTERM\n%s", wh.output)
 		}
 		if t.Failed() {
-			t.Logf("sidelog webhook %s\n%s", strings.Join(args, " "), wh.output)
+			t.Logf("sidelog %s\n%s", strings.Join(args, " "), wh.output)
 		}
 	})
 
@@ -330,31 +329,6 @@ func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Dep
 		return nil
 	})
 	return wh
-}
-
-var envRef = regexp.MustCompile(`\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
-
-// expandEnvRefs expands $(VAR) in args from env (NAME=value entries) as the kubelet expands a
-// container's command and args: an undefined reference stays as written, $$ is a literal $.
-func expandEnvRefs(args, env []string) []string {
-	vars := map[string]string{}
-	for _, e := range env {
-		k, v, _ := strings.Cut(e, "=")
-		vars[k] = v
-	}
-	out := make([]string, len(args))
-	for i, a := range args {
-		out[i] = envRef.ReplaceAllStringFunc(a, func(ref string) string {
-			if ref == "$$" {
-				return "$"
-			}
-			if v, ok := vars[ref[2:len(ref)-1]]; ok {
-				return v
-			}
-			return ref
-		})
-	}
-	return out
 }
 
 func clientsetFor(tb testing.TB, kubeconfig string) kubernetes.Interface {

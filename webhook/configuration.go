@@ -4,11 +4,21 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sidelog/sidelog/injector"
 )
 
 // WebhookName is the name of the webhook within its MutatingWebhookConfiguration; the API
 // server's messages name it ("admission webhook "inject.sidelog.io" denied the request: ...").
 const WebhookName = "inject.sidelog.io"
+
+// MatchCondition spares the webhook every pod without a sidelog.io/ annotation. It matches the
+// whole prefix, not only sidelog.io/tail, so that a misspelt key or an option without tail globs
+// is refused rather than silently leaving the pod without its agent.
+var MatchCondition = admissionregistrationv1.MatchCondition{
+	Name:       "has-sidelog-annotation",
+	Expression: "has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('" + injector.Prefix + "'))",
+}
 
 // Configuration returns the MutatingWebhookConfiguration that sends sidelog the pods it may
 // change: pod CREATEs in namespaces labelled NamespaceLabel=NamespaceLabelEnabled, except
@@ -25,7 +35,7 @@ func Configuration(name, namespace string, clientConfig admissionregistrationv1.
 	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
 	equivalent := admissionregistrationv1.Equivalent
 	namespaced := admissionregistrationv1.NamespacedScope
-	timeout := int32(10)
+	timeout := int32(5)
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta: metav1.TypeMeta{
 			APIVersion: admissionregistrationv1.SchemeGroupVersion.String(),
@@ -57,6 +67,7 @@ func Configuration(name, namespace string, clientConfig admissionregistrationv1.
 			TimeoutSeconds:          &timeout,
 			AdmissionReviewVersions: []string{"v1"},
 			ReinvocationPolicy:      &ifNeeded,
+			MatchConditions:         []admissionregistrationv1.MatchCondition{MatchCondition},
 		}},
 	}
 }

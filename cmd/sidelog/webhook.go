@@ -48,6 +48,14 @@ func runWebhook(args []string) error {
 	fs.StringVar(&co.WebhookConfigName, "webhook-config-name", "sidelog", "self-managed: the MutatingWebhookConfiguration whose caBundle is kept in step")
 	service := fs.String("service-name", "sidelog-webhook", "self-managed: the webhook's Service, whose DNS names the serving certificate carries")
 	clusterDomain := fs.String("cluster-domain", "cluster.local", "self-managed: the cluster's DNS domain")
+	var certHosts []string
+	fs.Func("cert-host", "self-managed: one more DNS name or IP address for the serving certificate, such as the host of a webhook URL (repeatable)", func(h string) error {
+		if h == "" {
+			return errors.New("empty host")
+		}
+		certHosts = append(certHosts, h)
+		return nil
+	})
 	fs.DurationVar(&co.CALifetime, "ca-lifetime", 365*24*time.Hour, "self-managed: validity of the CA; it is replaced a third of it before expiry")
 	fs.DurationVar(&co.ServingLifetime, "cert-lifetime", 30*24*time.Hour, "self-managed: validity of the serving certificate; it is renewed a third of it before expiry")
 
@@ -72,7 +80,7 @@ func runWebhook(args []string) error {
 	case certModeExternal:
 	case certModeSelfManaged:
 		co.Namespace = o.Namespace
-		co.Hosts = certs.ServiceHosts(*service, o.Namespace, *clusterDomain)
+		co.Hosts = append(certs.ServiceHosts(*service, o.Namespace, *clusterDomain), certHosts...)
 		o.Certs = &co
 	default:
 		return usageError{fmt.Errorf("--cert-mode: want %q or %q, got %q", certModeExternal, certModeSelfManaged, *certMode)}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -97,22 +98,41 @@ func Command(pod *corev1.Pod, name string, o Options) (*exec.Cmd, error) {
 		return s
 	}
 
-	cmd := exec.Command(bin)
-	cmd.Args = append([]string{bin}, c.Command[1:]...)
-	cmd.Args = append(cmd.Args, c.Args...)
-	for i := range cmd.Args[1:] {
-		cmd.Args[i+1] = rewrite(cmd.Args[i+1])
-	}
 	env := []string{"PATH=" + os.Getenv("PATH")}
+	vars := map[string]string{}
 	for _, e := range c.Env {
 		v, err := envValue(pod, e, o)
 		if err != nil {
 			return nil, fmt.Errorf("container %q env %s: %w", name, e.Name, err)
 		}
-		env = append(env, e.Name+"="+rewrite(v))
+		v = rewrite(v)
+		vars[e.Name] = v
+		env = append(env, e.Name+"="+v)
+	}
+	cmd := exec.Command(bin)
+	cmd.Args = append([]string{bin}, c.Command[1:]...)
+	cmd.Args = append(cmd.Args, c.Args...)
+	for i := range cmd.Args[1:] {
+		cmd.Args[i+1] = rewrite(expand(cmd.Args[i+1], vars))
 	}
 	cmd.Env = env
 	return cmd, nil
+}
+
+var envRef = regexp.MustCompile(`\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expand replaces $(VAR) with the container's variable as the kubelet does in command and args:
+// an undefined reference stays as written, and $$ is a literal $.
+func expand(s string, vars map[string]string) string {
+	return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		if ref == "$$" {
+			return "$"
+		}
+		if v, ok := vars[ref[2:len(ref)-1]]; ok {
+			return v
+		}
+		return ref
+	})
 }
 
 func envValue(pod *corev1.Pod, e corev1.EnvVar, o Options) (string, error) {

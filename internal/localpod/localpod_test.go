@@ -27,7 +27,7 @@ func TestCommand(t *testing.T) {
 			InitContainers: []corev1.Container{{
 				Name:    "agent",
 				Command: []string{"/agent"},
-				Args:    []string{"--state-dir=/var/lib/state"},
+				Args:    []string{"--state-dir=/var/lib/state", "--node=$(NODE)", "--undefined=$(NOPE)", "--literal=$$(NODE)"},
 				Env: []corev1.EnvVar{
 					{Name: "CONFIG", Value: `{"labels":"/etc/info/labels","logs":"` + dir + `/logs/*.log"}`},
 					{Name: "POD_UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
@@ -49,7 +49,7 @@ func TestCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantArgs := []string{"/bin/true", "--state-dir=" + dir + "/volumes/state"}
+	wantArgs := []string{"/bin/true", "--state-dir=" + dir + "/volumes/state", "--node=node-1", "--undefined=$(NOPE)", "--literal=$(NODE)"}
 	if !slices.Equal(cmd.Args, wantArgs) {
 		t.Errorf("args = %q, want %q", cmd.Args, wantArgs)
 	}

@@ -1,0 +1,78 @@
+{{/* The name of every object of the release (truncated to 63: a DNS label). */}}
+{{- define "sidelog.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sidelog.labels" -}}
+{{ include "sidelog.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "sidelog.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: webhook
+{{- end -}}
+
+{{/* The webhook's Deployment, Service, ServiceAccount and RBAC objects. */}}
+{{- define "sidelog.webhookName" -}}
+{{- printf "%s-webhook" (include "sidelog.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/*
+The Secret the webhook's serving certificate is read from. cert-manager writes tls.crt, tls.key
+and ca.crt; the self-managed webhook keeps its CA and serving pair in a Secret of its own format,
+hence the two names: switching modes never hands one owner's Secret to the other.
+*/}}
+{{- define "sidelog.tlsSecret" -}}
+{{- if .Values.certManager.enabled -}}
+{{- printf "%s-tls" (include "sidelog.webhookName" .) -}}
+{{- else -}}
+{{- printf "%s-certs" (include "sidelog.webhookName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sidelog.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/*
+The host of webhook.url, without its port or IPv6 brackets: the name the API server dials, which
+the serving certificate must carry.
+*/}}
+{{- define "sidelog.urlHost" -}}
+{{- (urlParse .Values.webhook.url).hostname -}}
+{{- end -}}
+
+{{/* Where the webhook serves admission requests: webhook.Path in the Go code. */}}
+{{- define "sidelog.path" -}}/mutate-v1-pod{{- end -}}
+
+{{/* Where the Deployment mounts the policy and the certificates (the webhook's defaults). */}}
+{{- define "sidelog.policyDir" -}}/etc/sidelog{{- end -}}
+{{- define "sidelog.certDir" -}}/var/run/sidelog/certs{{- end -}}
+
+{{/* What the schema cannot say: checks across values, each failing with the value's name. */}}
+{{- define "sidelog.validate" -}}
+{{- if has (int .Values.webhook.port) (list 8080 8081) -}}
+{{- fail (printf "webhook.port: %d is taken by the webhook's metrics (8080) or health (8081) endpoint; choose another port" (int .Values.webhook.port)) -}}
+{{- end -}}
+{{- with .Values.webhook.url -}}
+{{- $u := urlParse . -}}
+{{- if or (not $u.hostname) $u.query $u.fragment $u.userinfo -}}
+{{- fail (printf "webhook.url: %q: want https://HOST[:PORT]/PATH with no user, query or fragment, e.g. https://host.docker.internal:9443/mutate-v1-pod" .) -}}
+{{- end -}}
+{{- end -}}
+{{- $ca := trimSuffix "h" .Values.selfManaged.caLifetime | int -}}
+{{- $cert := trimSuffix "h" .Values.selfManaged.certLifetime | int -}}
+{{- if le $ca $cert -}}
+{{- fail (printf "selfManaged.caLifetime (%s) must be longer than selfManaged.certLifetime (%s): the CA signs serving certificates until a third of its lifetime is left" .Values.selfManaged.caLifetime .Values.selfManaged.certLifetime) -}}
+{{- end -}}
+{{- end -}}
