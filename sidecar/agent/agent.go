@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,12 @@ type Agent struct {
 
 	parseErrors *metrics.Counter
 	saveErrors  *metrics.Counter
+
+	// saved is what the last successful checkpoint save wrote, so that an agent with nothing new
+	// acknowledged does not rewrite and sync the same file every second. Used by one goroutine at
+	// a time: the checkpoint loop, then Run once the loop ended.
+	saved     []checkpoint.Entry
+	savedOnce bool
 }
 
 // New builds an agent from a validated configuration and resumes from the checkpoint in
@@ -164,9 +171,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	return drainErr
 }
 
-// tailLoop reads every input in turn until ctx ends. It sleeps a poll interval only when a whole
-// round found nothing to read. The first round runs even if ctx has already ended, so that an
-// agent stopped while it was starting still finds the files it must drain.
+// tailLoop reads every input in turn until ctx ends. It sleeps only when a whole round found
+// nothing to read: a poll interval, or less when a batch is due before that, so that a batch waits
+// the flush interval and not up to a poll interval more. The first round runs even if ctx has
+// already ended, so that an agent stopped while it was starting still finds the files it must
+// drain.
 func (a *Agent) tailLoop(ctx context.Context) error {
 	poll := a.cfg.Limits.PollInterval.D()
 	flushEvery := a.cfg.Limits.FlushInterval.D()
@@ -192,7 +201,13 @@ func (a *Agent) tailLoop(ctx context.Context) error {
 		if read > 0 {
 			continue
 		}
-		timer.Reset(poll)
+		sleep := poll
+		for _, in := range a.inputs {
+			if in.count > 0 {
+				sleep = min(sleep, flushEvery-time.Since(in.started))
+			}
+		}
+		timer.Reset(max(sleep, 0))
 		select {
 		case <-ctx.Done():
 		case <-timer.C:
@@ -242,10 +257,14 @@ func (a *Agent) saveCheckpoint() error {
 	for _, in := range a.inputs {
 		all = append(all, in.tailer.Positions()...)
 	}
+	if a.savedOnce && slices.Equal(all, a.saved) {
+		return nil
+	}
 	if err := checkpoint.Save(a.opts.StateDir, all); err != nil {
 		a.saveErrors.Inc()
 		return fmt.Errorf("saving checkpoint: %w", err)
 	}
+	a.saved, a.savedOnce = all, true
 	return nil
 }
 

@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/sidelog/sidelog/sidecar/checkpoint"
 	"github.com/sidelog/sidelog/sidecar/config"
 	"github.com/sidelog/sidelog/sidecar/forward/forwardtest"
 	"github.com/sidelog/sidelog/sidecar/record"
@@ -296,5 +299,44 @@ func TestDrainDeadlineWithUpstreamDownThenResume(t *testing.T) {
 	}
 	if diff := cmp.Diff(numbered("unsent", 0, 1000), logs(s, "app")); diff != "" {
 		t.Errorf("records after the upstream came back (-want +got):\n%s", diff)
+	}
+}
+
+// A batch that is not full leaves once the flush interval has passed, without waiting for the next
+// poll: with a poll interval of an hour, the records arrive only if the loop wakes up for the flush.
+func TestPartialBatchLeavesAtTheFlushIntervalNotAtTheNextPoll(t *testing.T) {
+	dir := t.TempDir()
+	s := receiver(t)
+	cfg := newConfig(s.Addr(), config.Input{Container: "app", Paths: []string{dir + "/*.log"}})
+	cfg.Limits.PollInterval = config.Duration(time.Hour)
+	appendLines(t, filepath.Join(dir, "app.log"), numbered("partial", 0, 10)...)
+	start(t, cfg, t.TempDir())
+	wait(t, s, 10)
+	if diff := cmp.Diff(numbered("partial", 0, 10), logs(s, "app")); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
+// An agent with nothing new acknowledged does not rewrite and sync its checkpoint every second.
+// Removing the file after the first save shows it: a save that wrote would bring it back.
+func TestUnchangedCheckpointIsNotRewritten(t *testing.T) {
+	state := t.TempDir()
+	cfg := newConfig("127.0.0.1:1", config.Input{Container: "app", Paths: []string{t.TempDir() + "/*.log"}})
+	a, err := New(cfg, Options{StateDir: state, Pod: testPod, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.saveCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	path := checkpoint.Path(state)
+	if err := os.Remove(path); err != nil {
+		t.Fatalf("the first save wrote no checkpoint: %v", err)
+	}
+	if err := a.saveCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a save with the same positions wrote the checkpoint again (stat: %v)", err)
 	}
 }

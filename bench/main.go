@@ -1,0 +1,141 @@
+//go:build unix
+
+// Command bench is the agent's throughput harness, run by `make bench`:
+//
+//	go run ./bench --agent bin/sidelog-agent [--lines 5000000] [--runs 3] [--rate 10] [--rate-for 10s] [--idle-for 5s]
+//
+// It writes a file of 200-byte log lines and measures, in the same run:
+//
+//   - the ceiling: the file read line by line (bufio, one goroutine) and each line written raw to a
+//     TCP connection on loopback whose other end discards, in a child process on one core;
+//   - full speed: the real agent binary, on one core (GOMAXPROCS=1, pinned to the first CPU this
+//     process may use), reading the file from its start and forwarding it to a forward-protocol
+//     receiver in this process (on the other CPUs) that acknowledges every chunk, until the
+//     receiver counted every line: lines/s, MB/s, CPU-seconds per GB of log and peak RSS;
+//   - 10 MB/s: a writer appends at that rate while the agent ships: peak RSS and CPU;
+//   - idle: the agent with an empty file: peak RSS and CPU.
+//
+// It prints one table, each figure next to its target and the ceiling. Targets are reported, not
+// asserted: it exits non-zero only when something malfunctioned (records missing, a process
+// failed). MB and GB are decimal (10^6, 10^9 bytes); RSS is in MiB.
+//
+// The agent runs with the configuration the injector writes (labels file, metrics port), so the
+// records it sends are the ones a pod sends: each 200-byte line becomes an entry of about 510
+// bytes with its file and pod identity. The one change is limits.flushInterval, 10ms instead of
+// 1s, so that the last, partial batch of a run is not held back for a second.
+//
+// Peak RSS is the kernel's high-water mark of the process (VmHWM), sampled while it runs: the
+// rusage of an exited child would include this harness's own size, which Linux carries over into
+// a child forked with vfork.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// lineBytes is the length of every line, newline included.
+const lineBytes = 200
+
+type options struct {
+	agent   string
+	lines   int
+	runs    int
+	rate    float64 // MB/s of the steady run
+	rateFor time.Duration
+	idleFor time.Duration
+	keep    bool
+}
+
+func main() {
+	// The ceiling's sender is this program again, started pinned like the agent.
+	if len(os.Args) > 1 && os.Args[1] == ceilingCommand {
+		if err := sendRaw(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench ceiling:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	flag.StringVar(&o.agent, "agent", "", "the sidelog-agent binary to measure (required)")
+	flag.IntVar(&o.lines, "lines", 5_000_000, "lines of 200 bytes in the full-speed file")
+	flag.IntVar(&o.runs, "runs", 3, "runs of each measurement; the table shows the best and the spread")
+	flag.Float64Var(&o.rate, "rate", 10, "MB/s written during the steady run")
+	flag.DurationVar(&o.rateFor, "rate-for", 10*time.Second, "length of the steady run")
+	flag.DurationVar(&o.idleFor, "idle-for", 5*time.Second, "length of the idle run")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (files, agent logs) and print its path")
+	flag.Parse()
+	if err := run(&o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o *options) error {
+	switch {
+	case o.agent == "":
+		return errors.New("--agent: the sidelog-agent binary is required (make build puts it in bin/)")
+	case o.lines <= 0 || o.runs <= 0 || o.rate <= 0 || o.rateFor <= 0 || o.idleFor <= 0:
+		return errors.New("--lines, --runs, --rate, --rate-for and --idle-for must be positive")
+	}
+	agent, err := filepath.Abs(o.agent)
+	if err != nil {
+		return fmt.Errorf("--agent: %w", err)
+	}
+	fi, err := os.Stat(agent)
+	if err != nil {
+		return fmt.Errorf("--agent: %w", err)
+	}
+	o.agent = agent
+	cpus, err := placeCPUs()
+	if err != nil {
+		return err
+	}
+
+	work, err := os.MkdirTemp("", "sidelog-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(os.Stderr, "work directory:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	b := &bench{opts: o, cpus: cpus, work: work}
+
+	fmt.Fprintf(os.Stderr, "writing %d lines of %d bytes...\n", o.lines, lineBytes)
+	file, err := b.writeFile()
+	if err != nil {
+		return err
+	}
+	var ceil, full, steady, idle []result
+	for i := range o.runs {
+		fmt.Fprintf(os.Stderr, "run %d of %d: ceiling", i+1, o.runs)
+		r, err := b.ceiling(file)
+		if err != nil {
+			return fmt.Errorf("ceiling: %w", err)
+		}
+		ceil = append(ceil, r)
+		fmt.Fprint(os.Stderr, ", full speed")
+		if r, err = b.fullSpeed(file); err != nil {
+			return fmt.Errorf("full speed: %w", err)
+		}
+		full = append(full, r)
+		fmt.Fprintf(os.Stderr, ", %g MB/s", o.rate)
+		if r, err = b.steady(); err != nil {
+			return fmt.Errorf("%g MB/s: %w", o.rate, err)
+		}
+		steady = append(steady, r)
+		fmt.Fprint(os.Stderr, ", idle\n")
+		if r, err = b.idle(); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		idle = append(idle, r)
+	}
+	printTable(os.Stdout, o, cpus, fi.Size(), ceil, full, steady, idle)
+	return nil
+}
