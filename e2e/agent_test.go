@@ -280,6 +280,57 @@ func numbered(prefix string, from, to int) []string {
 	return out
 }
 
+// javaTrace is one record of the java multiline preset: a log line and its stack trace.
+var javaTrace = strings.Join([]string{
+	"2026-11-25 10:00:03.120 ERROR [http-nio-8080-exec-4] shop.Checkout - payment failed",
+	"java.lang.IllegalStateException: card declined",
+	"\tat shop.Payment.charge(Payment.java:88)",
+	"\tat shop.Checkout.pay(Checkout.java:31)",
+	"Caused by: java.net.SocketTimeoutException: Read timed out",
+	"\tat java.base/sun.nio.ch.NioSocketImpl.timedRead(NioSocketImpl.java:288)",
+	"\t... 42 more",
+}, "\n")
+
+// writeThroughRotations is an app writing plain lines and a Java stack trace to app (tailed with
+// the java multiline preset) while its log is rotated by rename-and-create, by copytruncate and
+// by delete-and-create. Between steps it waits for the agent to catch up, as the hours between
+// real rotations would. It returns the records that must arrive from app.
+func writeThroughRotations(t testing.TB, recv *otelReceiver, app string) []string {
+	t.Helper()
+	base := recv.sink.LogRecordCount()
+	var want []string
+	write := func(lines ...string) {
+		appendFile(t, app, lines...)
+		want = append(want, lines...)
+	}
+	write(numbered("start", 0, 1000)...)
+	recv.wait(t, base+1000) // rotations come after the agent found the file, as in life
+
+	write(javaTrace)
+	write(numbered("before rename", 0, 2000)...)
+	// logrotate's default: rename, then the app reopens a new file.
+	if err := os.Rename(app, app+".1"); err != nil {
+		t.Fatal(err)
+	}
+	write(numbered("after rename", 0, 2000)...)
+	recv.wait(t, base+len(want)-1) // all but the last record, which waits for its flush timeout
+
+	// copytruncate: copy, then truncate in place; the app keeps its O_APPEND descriptor.
+	copyFile(t, app, app+".2")
+	if err := os.Truncate(app, 0); err != nil {
+		t.Fatal(err)
+	}
+	write(numbered("after truncate", 0, 2000)...)
+	recv.wait(t, base+len(want)-1)
+
+	// delete and create.
+	if err := os.Remove(app); err != nil {
+		t.Fatal(err)
+	}
+	write(numbered("after delete", 0, 2000)...)
+	return want
+}
+
 // TestAgentShipsEverythingToTheOpenTelemetryReceiver writes plain lines, Java stack traces and
 // JSON, rotates the file in all three ways while the agent runs, and checks that every line
 // arrives once, exactly as written, with the pod's identity, and that SIGTERM drains.
@@ -294,45 +345,7 @@ func TestAgentShipsEverythingToTheOpenTelemetryReceiver(t *testing.T) {
 	agent := runInjectedAgent(t, pod, map[string]string{"logs": dir})
 
 	app := filepath.Join(dir, "app.log")
-	var want []string
-	write := func(lines ...string) {
-		appendFile(t, app, lines...)
-		want = append(want, lines...)
-	}
-	write(numbered("start", 0, 1000)...)
-	recv.wait(t, 1000) // rotations come after the agent found the file, as in life
-
-	trace := strings.Join([]string{
-		"2026-11-25 10:00:03.120 ERROR [http-nio-8080-exec-4] shop.Checkout - payment failed",
-		"java.lang.IllegalStateException: card declined",
-		"\tat shop.Payment.charge(Payment.java:88)",
-		"\tat shop.Checkout.pay(Checkout.java:31)",
-		"Caused by: java.net.SocketTimeoutException: Read timed out",
-		"\tat java.base/sun.nio.ch.NioSocketImpl.timedRead(NioSocketImpl.java:288)",
-		"\t... 42 more",
-	}, "\n")
-	write(trace)
-	write(numbered("before rename", 0, 2000)...)
-	// logrotate's default: rename, then the app reopens a new file.
-	if err := os.Rename(app, app+".1"); err != nil {
-		t.Fatal(err)
-	}
-	write(numbered("after rename", 0, 2000)...)
-	recv.wait(t, len(want)-1) // everything but the last record, which waits for its flush timeout
-
-	// copytruncate: copy, then truncate in place; the app keeps its O_APPEND descriptor.
-	copyFile(t, app, app+".2")
-	if err := os.Truncate(app, 0); err != nil {
-		t.Fatal(err)
-	}
-	write(numbered("after truncate", 0, 2000)...)
-	recv.wait(t, len(want)-1)
-
-	// delete and create.
-	if err := os.Remove(app); err != nil {
-		t.Fatal(err)
-	}
-	write(numbered("after delete", 0, 2000)...)
+	want := writeThroughRotations(t, recv, app)
 
 	if err := os.MkdirAll(filepath.Join(dir, "audit"), 0o755); err != nil {
 		t.Fatal(err)

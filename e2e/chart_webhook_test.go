@@ -117,8 +117,8 @@ func TestChartWebhook(t *testing.T) {
 	})
 
 	createNamespace(t, admin, "shop", true, nil)
-	logDir := t.TempDir()
-	checkout := appDeployment(logDir)
+	logDir, apiDir := t.TempDir(), t.TempDir()
+	checkout := appDeployment(logDir, apiDir)
 	checkout, err = admin.AppsV1().Deployments("shop").Create(ctx, checkout, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -178,26 +178,55 @@ func TestChartWebhook(t *testing.T) {
 	})
 
 	t.Run("the injected agent ships the pod's lines", func(t *testing.T) {
-		agent := runInjectedAgent(t, pod, map[string]string{"logs": logDir})
-		lines := numbered("checkout", 0, 50)
-		appendFile(t, filepath.Join(logDir, "app.log"), lines...)
-		got := recv.wait(t, len(lines))
+		agent := runInjectedAgent(t, pod, map[string]string{"logs": logDir, "api-logs": apiDir})
+		app := filepath.Join(logDir, "app.log")
+		want := writeThroughRotations(t, recv, app)
+		var requests []string
+		for i := range 100 {
+			requests = append(requests, fmt.Sprintf(`{"method":"POST","path":"/cart/%d","status":201,"ms":%d.5}`, i, i))
+		}
+		appendFile(t, filepath.Join(apiDir, "access.json"), requests...)
+		recv.wait(t, len(want)+len(requests))
 		if err := agent.stop(t); err != nil {
 			t.Errorf("agent exit after SIGTERM = %v, want 0\n%s", err, agent.output)
 		}
-		want := map[string]any{
-			"namespace_name": "shop", "pod_name": pod.Name, "pod_id": string(pod.UID), "container_name": "app", "host": "",
-			"labels": map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]},
-		}
-		var logs []string
-		for _, r := range got {
-			logs = append(logs, r.Log)
-			if diff := cmp.Diff(want, r.Kubernetes); diff != "" {
-				t.Fatalf("record kubernetes (-want +got):\n%s", diff)
+
+		got := recv.records()
+		kube := func(container string) map[string]any {
+			return map[string]any{
+				"namespace_name": "shop", "pod_name": pod.Name, "pod_id": string(pod.UID), "container_name": container, "host": "",
+				"labels": map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]},
 			}
 		}
-		if diff := cmp.Diff(lines, logs); diff != "" {
-			t.Errorf("records (-written +received):\n%s", diff)
+		var logs []string
+		var api []received
+		for _, r := range got {
+			container := "app"
+			if r.File != app {
+				container = "api"
+				api = append(api, r)
+			} else {
+				logs = append(logs, r.Log)
+			}
+			if diff := cmp.Diff(kube(container), r.Kubernetes); diff != "" {
+				t.Fatalf("record of %s: kubernetes (-want +got):\n%s", r.File, diff)
+			}
+			if wantTag := "kube.shop." + pod.Name + "." + container; r.Tag != wantTag {
+				t.Fatalf("record of %s: tag %q, want %q", r.File, r.Tag, wantTag)
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(logs)
+		if diff := cmp.Diff(want, logs); diff != "" {
+			t.Errorf("app.log records, lost (-) or duplicated (+):\n%s", diff)
+		}
+		if len(api) != len(requests) {
+			t.Fatalf("got %d JSON records, want %d", len(api), len(requests))
+		}
+		for i, r := range api {
+			if r.Attributes["path"] != fmt.Sprintf("/cart/%d", i) || fmt.Sprint(r.Attributes["status"]) != "201" || r.Attributes["ms"] != float64(i)+0.5 {
+				t.Fatalf("JSON record %d attributes = %v, want the fields of %s", i, r.Attributes, requests[i])
+			}
 		}
 	})
 
@@ -340,10 +369,11 @@ func clientsetFor(tb testing.TB, kubeconfig string) kubernetes.Interface {
 	return kubernetes.NewForConfigOrDie(cfg)
 }
 
-// appDeployment is a workload whose container "app" writes its logs to an emptyDir mounted at
-// logDir (a local directory too, so that the agent run here reads the same path), annotated to
-// ship them; the upstream comes from the chart's policy.
-func appDeployment(logDir string) *appsv1.Deployment {
+// appDeployment is a workload whose container "app" writes Java logs to an emptyDir mounted at
+// logDir and whose container "api" writes JSON lines to one at apiDir (local directories too, so
+// that the agent run here reads the same paths), annotated to ship them; the upstream comes from
+// the chart's policy.
+func appDeployment(logDir, apiDir string) *appsv1.Deployment {
 	labels := map[string]string{"app.kubernetes.io/name": "checkout"}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Labels: labels},
@@ -352,15 +382,26 @@ func appDeployment(logDir string) *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
-					Labels:      labels,
-					Annotations: map[string]string{injector.AnnotationTail + ".app": logDir + "/*.log"},
+					Labels: labels,
+					Annotations: map[string]string{
+						injector.AnnotationTail + ".app":      logDir + "/*.log",
+						injector.AnnotationMultiline + ".app": "java",
+						injector.AnnotationTail + ".api":      apiDir + "/*.json",
+						injector.AnnotationParser + ".api":    "json",
+					},
 				},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: "app", Image: "ghcr.io/example/checkout:2.7.1",
 						VolumeMounts: []corev1.VolumeMount{{Name: "logs", MountPath: logDir}},
+					}, {
+						Name: "api", Image: "ghcr.io/example/checkout-api:2.7.1",
+						VolumeMounts: []corev1.VolumeMount{{Name: "api-logs", MountPath: apiDir}},
 					}},
-					Volumes: []corev1.Volume{{Name: "logs", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+					Volumes: []corev1.Volume{
+						{Name: "logs", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						{Name: "api-logs", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+					},
 				},
 			},
 		},
