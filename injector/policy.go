@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -230,39 +231,21 @@ func (p *Policy) complete() (*Policy, error) {
 	c.Upstream = slices.Clone(p.Upstream)
 	c.AllowPodOverride = slices.Clone(p.AllowPodOverride)
 	c.Resources = *p.Resources.DeepCopy()
-	if c.AgentImage == "" {
-		c.AgentImage = d.AgentImage
-	}
-	if c.AgentUser == 0 {
-		c.AgentUser = d.AgentUser
-	}
-	if c.AgentGroup == 0 {
-		c.AgentGroup = d.AgentGroup
-	}
+	c.AgentImage = cmp.Or(c.AgentImage, d.AgentImage)
+	c.AgentUser = cmp.Or(c.AgentUser, d.AgentUser)
+	c.AgentGroup = cmp.Or(c.AgentGroup, d.AgentGroup)
 	if len(c.Resources.Requests) == 0 && len(c.Resources.Limits) == 0 && len(c.Resources.Claims) == 0 {
 		c.Resources = d.Resources
 	}
-	if c.SidecarMode == "" {
-		c.SidecarMode = d.SidecarMode
-	}
+	c.SidecarMode = cmp.Or(c.SidecarMode, d.SidecarMode)
 	if p.AllowPodOverride == nil {
 		c.AllowPodOverride = d.AllowPodOverride
 	}
-	if c.MissingVolume == "" {
-		c.MissingVolume = d.MissingVolume
-	}
-	if c.MaxGlobs == 0 {
-		c.MaxGlobs = d.MaxGlobs
-	}
-	if c.MaxUpstreams == 0 {
-		c.MaxUpstreams = d.MaxUpstreams
-	}
-	if c.MetricsPort == 0 {
-		c.MetricsPort = d.MetricsPort
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = d.DrainTimeout
-	}
+	c.MissingVolume = cmp.Or(c.MissingVolume, d.MissingVolume)
+	c.MaxGlobs = cmp.Or(c.MaxGlobs, d.MaxGlobs)
+	c.MaxUpstreams = cmp.Or(c.MaxUpstreams, d.MaxUpstreams)
+	c.MetricsPort = cmp.Or(c.MetricsPort, d.MetricsPort)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, d.DrainTimeout)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}

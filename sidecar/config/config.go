@@ -8,6 +8,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -176,45 +177,23 @@ func Parse(b []byte) (*Config, error) { return Decode(bytes.NewReader(b)) }
 func (c *Config) Encode() ([]byte, error) { return json.Marshal(c) }
 
 func (c *Config) setDefaults() {
-	l := &c.Limits
-	if l.MaxLineBytes == 0 {
-		l.MaxLineBytes = Defaults.MaxLineBytes
-	}
-	if l.BatchBytes == 0 {
-		l.BatchBytes = Defaults.BatchBytes
-	}
-	if l.MaxInflightBatches == 0 {
-		l.MaxInflightBatches = Defaults.MaxInflightBatches
-	}
-	if l.FlushInterval == 0 {
-		l.FlushInterval = Defaults.FlushInterval
-	}
-	if l.PollInterval == 0 {
-		l.PollInterval = Defaults.PollInterval
-	}
-	if l.MaxFiles == 0 {
-		l.MaxFiles = Defaults.MaxFiles
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = Duration(DefaultDrainTimeout)
-	}
+	l, d := &c.Limits, Defaults
+	l.MaxLineBytes = cmp.Or(l.MaxLineBytes, d.MaxLineBytes)
+	l.BatchBytes = cmp.Or(l.BatchBytes, d.BatchBytes)
+	l.MaxInflightBatches = cmp.Or(l.MaxInflightBatches, d.MaxInflightBatches)
+	l.FlushInterval = cmp.Or(l.FlushInterval, d.FlushInterval)
+	l.PollInterval = cmp.Or(l.PollInterval, d.PollInterval)
+	l.MaxFiles = cmp.Or(l.MaxFiles, d.MaxFiles)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, Duration(DefaultDrainTimeout))
 	u := &c.Upstream
-	if u.Compression == "" {
-		u.Compression = CompressionNone
-	}
-	if u.AckTimeout == 0 {
-		u.AckTimeout = Duration(DefaultAckTimeout)
-	}
-	if u.DialTimeout == 0 {
-		u.DialTimeout = Duration(DefaultDialTimeout)
-	}
+	u.Compression = cmp.Or(u.Compression, CompressionNone)
+	u.AckTimeout = cmp.Or(u.AckTimeout, Duration(DefaultAckTimeout))
+	u.DialTimeout = cmp.Or(u.DialTimeout, Duration(DefaultDialTimeout))
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
-		if in.Parser == "" {
-			in.Parser = ParserNone
-		}
-		if in.Multiline != nil && in.Multiline.FlushTimeout == 0 {
-			in.Multiline.FlushTimeout = Duration(DefaultFlushTimeout)
+		in.Parser = cmp.Or(in.Parser, ParserNone)
+		if in.Multiline != nil {
+			in.Multiline.FlushTimeout = cmp.Or(in.Multiline.FlushTimeout, Duration(DefaultFlushTimeout))
 		}
 	}
 }
