@@ -16,7 +16,7 @@ SETUP_ENVTEST := $(GO) run sigs.k8s.io/controller-runtime/tools/setup-envtest@la
 
 FUZZTIME ?= 10s
 
-.PHONY: help build demo test unit e2e fuzz bench lint images clean
+.PHONY: help build demo test unit e2e reliability fuzz bench lint images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ fuzz: ## run each fuzz target briefly (FUZZTIME=10s)
 e2e: build ## tests against a real kube-apiserver, helm and the OpenTelemetry forward receiver
 	assets="$${KUBEBUILDER_ASSETS:-$$($(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(BIN)/k8s -p path)}"; \
 	cd e2e && KUBEBUILDER_ASSETS="$$assets" SIDELOG_BIN=$(BIN) $(GO) test -count=1 -timeout 30m ./...
+
+reliability: build ## fault, load and bad-input tests at full length (~10 min); table in bin/reliability.md
+	assets="$${KUBEBUILDER_ASSETS:-$$($(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(BIN)/k8s -p path)}"; \
+	cd e2e && KUBEBUILDER_ASSETS="$$assets" SIDELOG_RELIABILITY=full SIDELOG_RELIABILITY_REPORT=$(BIN)/reliability.md SIDELOG_BIN=$(BIN) \
+	  $(GO) test -count=1 -timeout 20m -run 'Reliability' -v ./...
 
 bench: build ## benchmarks and the agent's throughput harness
 	$(GO) test -run '^$$' -bench . -benchmem ./sidecar/...

@@ -61,6 +61,12 @@ func fieldEnv(name, field string) corev1.EnvVar {
 // reservedVolumes are the names of the volumes the injector adds; a pod may not use them.
 var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume}
 
+// maxConfigBytes bounds the agent's configuration, which travels in the environment variable
+// config.Env: Linux refuses to start a program with a variable longer than 128 KiB ("argument
+// list too long"), which would leave the pod's agent, and with a native sidecar the whole pod,
+// never started. Half that leaves room for what the variable's name and the runtime add.
+const maxConfigBytes = 64 << 10
+
 // agentConfig is the document the agent reads from config.Env.
 func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, error) {
 	var warnings []string
@@ -98,6 +104,10 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 	b, err := c.Encode()
 	if err != nil {
 		return nil, nil, fmt.Errorf("injector: encoding the agent config: %w", err)
+	}
+	if len(b) > maxConfigBytes {
+		return nil, nil, &Error{Message: fmt.Sprintf("the agent's configuration would be %d bytes, more than the %d an environment variable can safely carry: use fewer or shorter %s, %s and %s values",
+			len(b), maxConfigBytes, AnnotationTail, AnnotationExclude, AnnotationMultiline)}
 	}
 	return b, warnings, nil
 }

@@ -56,6 +56,11 @@ func (s annotationSet) anyBut(ignore ...string) (string, bool) {
 	return slices.Min(keys), true
 }
 
+// maxValueBytes bounds the value of one sidelog annotation. Values end up in the agent's
+// environment, which Linux caps at 128 KiB a variable (see maxConfigBytes); no list of globs or
+// regex needs more, and a refusal here names the annotation at fault.
+const maxValueBytes = 16 << 10
+
 // parseKeys checks the spelling, placement and value of every sidelog annotation in ann and
 // groups them by option. Keys are checked in sorted order so that the error is the same on
 // every run.
@@ -89,6 +94,9 @@ func parseKeys(ann map[string]string, from Origin, p *Policy) (annotationSet, er
 		if from == FromPod && o.policed && !slices.Contains(p.AllowPodOverride, name) {
 			return s, errorf(key, from, "the cluster policy does not let pods set %s (allowPodOverride: [%s]); set it on the namespace, or ask the cluster admin to allow it",
 				Prefix+name, strings.Join(p.AllowPodOverride, ", "))
+		}
+		if n := len(ann[key]); n > maxValueBytes {
+			return s, errorf(key, from, "value of %d bytes, more than the %d a sidelog annotation may hold", n, maxValueBytes)
 		}
 		parsed, err := parseValue(name, ann[key], p)
 		if err != nil {

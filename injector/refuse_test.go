@@ -59,6 +59,8 @@ func TestInjectRefuses(t *testing.T) {
 			want: `sidelog.io/tail.app: "/../x" is not clean (no //, ., .. or trailing /): did you mean "/x"?`},
 		{name: "bad glob", ann: tailApp(AnnotationTail+".app", "/var/log/app/[a-.log"),
 			want: `sidelog.io/tail.app: "/var/log/app/[a-.log": bad pattern in "[a-.log": syntax error in pattern`},
+		{name: "value too long", ann: tailApp(AnnotationTail+".app", "/var/log/app/"+strings.Repeat("x", 20000)+".log"),
+			want: `sidelog.io/tail.app: value of 20017 bytes, more than the 16384 a sidelog annotation may hold`},
 		{name: "partial double star", ann: tailApp(AnnotationTail+".app", "/var/log/app/**.log"),
 			want: `sidelog.io/tail.app: "/var/log/app/**.log": ** must be a whole path segment`},
 		{name: "empty tail", ann: tailApp(AnnotationTail+".app", " , "),
@@ -280,5 +282,27 @@ func TestInjectRefuses(t *testing.T) {
 				t.Errorf("Inject modified its input")
 			}
 		})
+	}
+}
+
+// TestInjectRefusesConfigTooLong: values each within maxValueBytes that together make an agent
+// configuration too long for an environment variable, which Linux would refuse to start the
+// agent with, are refused as a whole.
+func TestInjectRefusesConfigTooLong(t *testing.T) {
+	long := func(dir, ext string) string { return dir + "/" + strings.Repeat("x", 16000) + ext }
+	ann := tailApp(
+		AnnotationTail+".app", long("/var/log/app", ".log"), AnnotationExclude+".app", long("/var/log/app", ".gz"),
+		AnnotationTail+".worker", long("/work", ".log"), AnnotationExclude+".worker", long("/work", ".gz"),
+		AnnotationMultiline+".app", "^"+strings.Repeat("y", 16000),
+	)
+	_, _, err := Inject(basePod(ann), nil, nil)
+	var uerr *Error
+	if !errors.As(err, &uerr) || !strings.Contains(err.Error(), "more than the 65536 an environment variable can safely carry") {
+		t.Fatalf("Inject = %.300v, want a user error saying the configuration is too long", err)
+	}
+	// Four of the five make a configuration that fits.
+	delete(ann, AnnotationMultiline+".app")
+	if _, out, err := Inject(basePod(ann), nil, nil); err != nil || !out.Injected {
+		t.Errorf("Inject = %+v, %.300v; want the pod injected", out, err)
 	}
 }

@@ -153,8 +153,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer srv.Close()
 	}
 
-	err := a.tailLoop(ctx)
-	drainErr := a.drain()
+	// Sends outlive ctx too, until the drain deadline: a Send blocked when the stop signal comes
+	// (every batch in flight) must keep its batch, or the acknowledgements of the batches read
+	// after it would move the checkpoint past records that were never sent.
+	sendCtx, endSends := a.sendContext(ctx)
+	defer endSends()
+	err := a.tailLoop(ctx, sendCtx)
+	drainErr := a.drain(sendCtx)
 	stop()
 	wg.Wait()
 	if saveErr := a.saveCheckpoint(); saveErr != nil {
@@ -176,7 +181,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // the flush interval and not up to a poll interval more. The first round runs even if ctx has
 // already ended, so that an agent stopped while it was starting still finds the files it must
 // drain.
-func (a *Agent) tailLoop(ctx context.Context) error {
+func (a *Agent) tailLoop(ctx, sendCtx context.Context) error {
 	poll := a.cfg.Limits.PollInterval.D()
 	flushEvery := a.cfg.Limits.FlushInterval.D()
 	timer := time.NewTimer(poll)
@@ -185,7 +190,7 @@ func (a *Agent) tailLoop(ctx context.Context) error {
 		now := time.Now()
 		var read int64
 		for _, in := range a.inputs {
-			in.ctx, in.now = ctx, now
+			in.ctx, in.now = sendCtx, now
 			n, err := in.tailer.Poll(now)
 			if err != nil {
 				a.log.Warn("polling files", "container", in.cfg.Container, "err", err)
@@ -215,11 +220,17 @@ func (a *Agent) tailLoop(ctx context.Context) error {
 	}
 }
 
+// sendContext returns the context of Send: it ends DrainTimeout after ctx does, so that the
+// deadline counts from the stop signal, as the kubelet's grace period does.
+func (a *Agent) sendContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	sendCtx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.cfg.DrainTimeout.D(), cancel) })
+	return sendCtx, func() { stop(); cancel() }
+}
+
 // drain reads every file to its end, sends what is left and waits for the acknowledgements, all
-// within the drain timeout.
-func (a *Agent) drain() error {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout.D())
-	defer cancel()
+// before ctx ends, DrainTimeout after the stop signal.
+func (a *Agent) drain(ctx context.Context) error {
 	a.log.Info("draining", "timeout", a.cfg.DrainTimeout.D())
 	for _, in := range a.inputs {
 		in.ctx, in.now = ctx, time.Now()
@@ -230,8 +241,8 @@ func (a *Agent) drain() error {
 	}
 	batches, entries, err := a.client.Drain(ctx)
 	if err != nil || batches > 0 {
-		return fmt.Errorf("drain deadline of %s passed with %d records in %d batches unacknowledged (they are read again from the checkpoint at the next start): %w",
-			a.cfg.DrainTimeout.D(), entries, batches, errors.Join(err, ctx.Err()))
+		return fmt.Errorf("drain deadline of %s passed with %d records in %d batches sent but unacknowledged, and whatever was not read or sent yet; all of it is read again from the checkpoint at the next start",
+			a.cfg.DrainTimeout.D(), entries, batches)
 	}
 	a.log.Info("drained: every record acknowledged")
 	return nil

@@ -29,6 +29,10 @@ type input struct {
 	// files are the files with records in the current batch; each one's fileState.end is the
 	// offset its last record in the batch ends at.
 	files []*tail.File
+	// stopped is set when a Send failed at the drain deadline: from then on records are not
+	// encoded, for nothing can be sent, and none of them is acknowledged, so the next start reads
+	// them again.
+	stopped bool
 }
 
 // fileState is the input's per-file state, kept in tail.File.Meta so that the per-record path
@@ -41,6 +45,9 @@ type fileState struct {
 
 // Record encodes one record into the current batch and sends the batch when it is full.
 func (in *input) Record(f *tail.File, rec []byte, end int64) {
+	if in.stopped {
+		return
+	}
 	st, _ := f.Meta.(*fileState)
 	if st == nil {
 		st = &fileState{enc: record.NewEncoder(in.agent.opts.Pod, in.cfg.Container, f.Path, in.cfg.Parser)}
@@ -91,9 +98,10 @@ func (in *input) flush() {
 	}
 	in.buf, in.count, in.files = nil, 0, in.files[:0]
 	if err := a.client.Send(in.ctx, b); err != nil {
-		// Only a drain deadline ends a Send: the batch's positions stay unacknowledged, so the
+		// Only the drain deadline ends a Send: the batch's positions stay unacknowledged, so the
 		// next start reads these records again.
-		a.log.Error("batch not sent before the deadline", "container", in.cfg.Container, "records", b.Count, "err", err)
+		in.stopped = true
+		a.log.Error("drain deadline passed: stopped sending", "container", in.cfg.Container, "err", err)
 	}
 	// Records read after a long wait are stamped with the time they were read.
 	in.now = time.Now()

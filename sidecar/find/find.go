@@ -35,18 +35,24 @@ func New(include, exclude []string) (*Globs, error) {
 		if err := config.CheckGlob(p); err != nil {
 			return nil, fmt.Errorf("paths[%d]: %w", i, err)
 		}
-		g.include = append(g.include, split(p))
+		g.include = append(g.include, splitGlob(p))
 	}
 	for i, p := range exclude {
 		if err := config.CheckGlob(p); err != nil {
 			return nil, fmt.Errorf("exclude[%d]: %w", i, err)
 		}
-		g.exclude = append(g.exclude, split(p))
+		g.exclude = append(g.exclude, splitGlob(p))
 	}
 	return g, nil
 }
 
 func split(p string) []string { return strings.Split(p[1:], "/") }
+
+// splitGlob returns the segments of a glob with runs of "**" collapsed: "**/**" matches what
+// "**" does, and each extra one would only multiply the work of a walk.
+func splitGlob(g string) []string {
+	return slices.CompactFunc(split(g), func(a, b string) bool { return a == "**" && b == "**" })
+}
 
 // Files returns the paths of the non-directories that match, sorted and without duplicates.
 // Directories that do not exist (yet) are not an error. Symbolic links are followed for
@@ -56,6 +62,7 @@ func split(p string) []string { return strings.Split(p[1:], "/") }
 func (g *Globs) Files() (paths []string, err error) {
 	w := walker{}
 	for _, segs := range g.include {
+		clear(w.doubled) // its keys hold for one glob
 		w.walk("/", segs)
 	}
 	slices.Sort(w.found)
@@ -90,37 +97,67 @@ func (g *Globs) excluded(name string) bool {
 	return false
 }
 
-// match reports whether the path segments name match the pattern segments pat.
+// match reports whether the path segments name match the pattern segments pat. "**" matches any
+// number of segments and every other pattern segment exactly one, so the classic wildcard
+// algorithm applies: on a mismatch, only the last "**" seen needs to take one more segment. It
+// takes O(len(pat)*len(name)) steps, where trying every split of name among the "**" would take
+// exponentially many.
 func match(pat, name []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			for i := 0; i <= len(name); i++ {
-				if match(pat[1:], name[i:]) {
-					return true
-				}
-			}
+	p, n := 0, 0
+	star, resume := -1, 0 // the last "**" seen, and the first name segment it has not taken
+	for n < len(name) {
+		switch {
+		case p < len(pat) && pat[p] == "**":
+			star, resume = p, n
+			p++
+		case p < len(pat) && matchSegment(pat[p], name[n]):
+			p, n = p+1, n+1
+		case star >= 0:
+			resume++
+			p, n = star+1, resume
+		default:
 			return false
 		}
-		if len(name) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], name[0]); !ok {
-			return false
-		}
-		pat, name = pat[1:], name[1:]
 	}
-	return len(name) == 0
+	for p < len(pat) && pat[p] == "**" {
+		p++
+	}
+	return p == len(pat)
+}
+
+func matchSegment(pat, name string) bool {
+	ok, _ := path.Match(pat, name)
+	return ok
 }
 
 type walker struct {
 	found []string
 	errs  []error
+	// doubled holds the directories already walked with a pattern suffix that starts with "**"
+	// (the suffix by its length). Every other walk is reached in one way only, but a "**" one
+	// can be reached by as many ways as the "**" before it can split the directories between
+	// them: without this, /a/**/x/**/x/**/*.log over nested x directories walks exponentially
+	// often.
+	doubled map[walked]bool
+}
+
+type walked struct {
+	dir  string
+	segs int
 }
 
 func (w *walker) walk(dir string, segs []string) {
 	seg, rest := segs[0], segs[1:]
 	switch {
 	case seg == "**":
+		k := walked{dir, len(segs)}
+		if w.doubled[k] {
+			return
+		}
+		if w.doubled == nil {
+			w.doubled = map[walked]bool{}
+		}
+		w.doubled[k] = true
 		if len(rest) > 0 {
 			w.walk(dir, rest) // zero directories
 		}

@@ -179,6 +179,78 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+func TestMatchDoublestars(t *testing.T) {
+	tests := []struct {
+		glob, name string
+		want       bool
+	}{
+		{"/**", "/a", true},
+		{"/**", "/a/b/c", true},
+		{"/a/**", "/a/b", true},
+		{"/**/a", "/a", true},
+		{"/**/a", "/x/y/a", true},
+		{"/**/a", "/x/a/y", false},
+		{"/**/a/**", "/a/b", true},
+		{"/**/a/**/b", "/a/b", true},
+		{"/**/a/**/b", "/x/a/y/a/b", true},
+		{"/**/a/**/b", "/b/a", false},
+		{"/**/a/b", "/a/a/b", true},
+		{"/**/a/b", "/a/b/b", false},
+		{"/x/**/**/**/y", "/x/y", true},
+		{"/x/**/**/**/y", "/x/1/2/3/4/y", true},
+		{"/x/**/*.log", "/x/a/b.txt", false},
+		{"/x/*/**/z", "/x/z", false},
+		{"/x/*/**/z", "/x/y/z", true},
+	}
+	for _, tt := range tests {
+		g, err := New([]string{tt.glob}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := g.Match(tt.name); got != tt.want {
+			t.Errorf("Match(%s) with %s = %v, want %v", tt.name, tt.glob, got, tt.want)
+		}
+	}
+}
+
+// TestManyDoublestars has globs of many "**" over a deep tree. Each split of the directories
+// among the "**" is a way to reach the same file; walking or matching them one by one would
+// take longer than the universe has, so finishing at all is the test.
+func TestManyDoublestars(t *testing.T) {
+	deep := strings.Repeat("x/", 20)
+	root := tree(t, deep+"a.log", "x/b.log", deep+"c.txt")
+	tests := []struct {
+		glob string
+		want []string
+	}{
+		{strings.Repeat("/**", 40) + "/*.log", []string{"/x/b.log", "/" + deep + "a.log"}},
+		{strings.Repeat("/**/x", 15) + "/**/*.log", []string{"/" + deep + "a.log"}},
+	}
+	for _, tt := range tests {
+		g, err := New([]string{root + tt.glob}, []string{root + strings.Repeat("/**/x", 25) + "/**/none"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := g.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := prefix(root, tt.want); !slices.Equal(got, want) {
+			t.Errorf("%s: got %q, want %q", tt.glob, got, want)
+		}
+	}
+	g, err := New([]string{"/" + strings.Repeat("**/a/", 30) + "b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name := "/" + strings.Repeat("a/", 60) + "c"; g.Match(name) {
+		t.Errorf("Match(%s) = true", name)
+	}
+	if name := "/" + strings.Repeat("a/", 60) + "b"; !g.Match(name) {
+		t.Errorf("Match(%s) = false", name)
+	}
+}
+
 // BenchmarkFiles measures a scan of three directories of 50 files each, as every poll does.
 func BenchmarkFiles(b *testing.B) {
 	var files []string
