@@ -11,8 +11,14 @@ BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 # Envtest binaries (kube-apiserver, etcd) for the e2e tests: CI sets KUBEBUILDER_ASSETS from
 # ../shared/k8s-tools; anywhere else setup-envtest downloads them, once, into bin/k8s.
-ENVTEST_K8S_VERSION ?= 1.35.x
+ENVTEST_K8S_VERSION ?= 1.37.x
 SETUP_ENVTEST := $(GO) run sigs.k8s.io/controller-runtime/tools/setup-envtest@latest
+# The chart tests need helm: $KUBEBUILDER_ASSETS/helm (CI), one on PATH, or else one built here.
+HELM_VERSION ?= v3.22.0
+E2E_SETUP = assets="$${KUBEBUILDER_ASSETS:-$$($(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(BIN)/k8s -p path)}"; \
+	if [ ! -x "$$assets/helm" ] && ! command -v helm >/dev/null; then \
+	  GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); fi; \
+	export KUBEBUILDER_ASSETS="$$assets" PATH="$$PATH:$(BIN)" SIDELOG_BIN=$(BIN)
 
 FUZZTIME ?= 10s
 
@@ -47,12 +53,10 @@ fuzz: ## run each fuzz target briefly (FUZZTIME=10s)
 	done
 
 e2e: build ## tests against a real kube-apiserver, helm and the OpenTelemetry forward receiver
-	assets="$${KUBEBUILDER_ASSETS:-$$($(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(BIN)/k8s -p path)}"; \
-	cd e2e && KUBEBUILDER_ASSETS="$$assets" SIDELOG_BIN=$(BIN) $(GO) test -count=1 -timeout 30m ./...
+	$(E2E_SETUP); cd e2e && $(GO) test -count=1 -timeout 30m ./...
 
 reliability: build ## fault, load and bad-input tests at full length (~10 min); table in bin/reliability.md
-	assets="$${KUBEBUILDER_ASSETS:-$$($(SETUP_ENVTEST) use $(ENVTEST_K8S_VERSION) --bin-dir $(BIN)/k8s -p path)}"; \
-	cd e2e && KUBEBUILDER_ASSETS="$$assets" SIDELOG_RELIABILITY=full SIDELOG_RELIABILITY_REPORT=$(BIN)/reliability.md SIDELOG_BIN=$(BIN) \
+	$(E2E_SETUP); cd e2e && SIDELOG_RELIABILITY=full SIDELOG_RELIABILITY_REPORT=$(BIN)/reliability.md \
 	  $(GO) test -count=1 -timeout 20m -run 'Reliability' -v ./...
 
 bench: build ## benchmarks and the agent's throughput harness
