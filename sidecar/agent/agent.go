@@ -239,10 +239,16 @@ func (a *Agent) drain(ctx context.Context) error {
 		}
 		in.flush()
 	}
-	batches, entries, err := a.client.Drain(ctx)
+	batches, _, err := a.client.Drain(ctx)
 	if err != nil || batches > 0 {
-		return fmt.Errorf("drain deadline of %s passed with %d records in %d batches sent but unacknowledged, and whatever was not read or sent yet; all of it is read again from the checkpoint at the next start",
-			a.cfg.DrainTimeout.D(), entries, batches)
+		var bytes int64
+		var files int
+		for _, in := range a.inputs {
+			b, f := in.tailer.Unacknowledged()
+			bytes, files = bytes+b, files+f
+		}
+		return fmt.Errorf("drain deadline of %s passed with %d bytes in %d file(s) unacknowledged; the next start reads them again from the checkpoint",
+			a.cfg.DrainTimeout.D(), bytes, files)
 	}
 	a.log.Info("drained: every record acknowledged")
 	return nil

@@ -350,6 +350,19 @@ func (in *Input) Positions() []checkpoint.Entry {
 	return out
 }
 
+// Unacknowledged returns the bytes of the open files that were not acknowledged yet (each file's
+// size at its last check minus its acknowledged offset) and the number of files they are in, for
+// saying how much a drain left behind. Call it from the goroutine that drives Poll and Drain.
+func (in *Input) Unacknowledged() (bytes int64, files int) {
+	for _, f := range in.open {
+		if n := f.size - f.acked.Load(); n > 0 {
+			bytes += n
+			files++
+		}
+	}
+	return bytes, files
+}
+
 // Close closes every file.
 func (in *Input) Close() error {
 	if in.closed {
