@@ -35,7 +35,7 @@
 // Files found beyond MaxFiles wait, longest waiting first. When one is waiting, an open file
 // that has been idle at its end for RotateWait is closed to make room; it is remembered (by
 // identity, with its offset and unfinished line) and resumes where it was when its turn comes.
-// Drain reads only the files open at the time.
+// Drain reads the waiting files too, MaxFiles at a time, once the open ones are at their end.
 package tail
 
 import (
@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -296,8 +297,10 @@ func (in *Input) Poll(now time.Time) (int64, error) {
 // buffers to the sink. Called once at SIGTERM.
 //
 // It first expands the globs one last time, so that a file the application created just before
-// it exited is read too. Files still waiting for a place (MaxFiles) are not read; they are
-// logged.
+// it exited is read too. Files waiting for a place (MaxFiles) then take turns: the open files,
+// read to their end, are closed as makeRoom closes idle ones (their positions are still
+// reported and acknowledged), and the waiting ones are opened and read to their end in their
+// place. A waiting file that cannot be opened is logged and left.
 func (in *Input) Drain(now time.Time) error {
 	if in.closed {
 		return ErrClosed
@@ -307,9 +310,14 @@ func (in *Input) Drain(now time.Time) error {
 	}
 	in.check(now, true)
 	in.scan(now)
-	for _, f := range in.open {
-		in.read(f, now, -1)
-		in.flushFile(f)
+	for {
+		for _, f := range in.open {
+			in.read(f, now, -1)
+			in.flushFile(f)
+		}
+		if len(in.waiting) == 0 || !in.takeTurn(now) {
+			break
+		}
 	}
 	for i := 0; i < len(in.known); i++ {
 		if k := in.known[i]; k.truncated != nil {
@@ -320,10 +328,27 @@ func (in *Input) Drain(now time.Time) error {
 	}
 	in.drained = true
 	if len(in.waiting) > 0 {
-		in.log.Warn("draining: files never opened because MaxFiles were open", "files", len(in.waiting), "max_files", in.opts.MaxFiles)
+		in.log.Warn("draining: files left unread because they could not be opened", "files", len(in.waiting))
 	}
 	in.report()
 	return nil
+}
+
+// takeTurn, during Drain, closes every open file (each read to its end) and opens the files
+// waiting longest in their place. It reports whether it opened any.
+func (in *Input) takeTurn(now time.Time) bool {
+	for _, f := range slices.Clone(in.open) {
+		in.park(f)
+	}
+	cands := slices.SortedStableFunc(maps.Values(in.waiting), func(a, b *candidate) int { return a.firstSeen.Compare(b.firstSeen) })
+	for _, c := range cands {
+		if len(in.open) >= in.opts.MaxFiles {
+			break
+		}
+		in.openCandidate(c, now)
+	}
+	in.m.waiting.Set(int64(len(in.waiting)))
+	return len(in.open) > 0
 }
 
 // Positions returns the acknowledged position of every file worth remembering (for checkpoint.Save).
@@ -350,14 +375,23 @@ func (in *Input) Positions() []checkpoint.Entry {
 	return out
 }
 
-// Unacknowledged returns the bytes of the open files that were not acknowledged yet (each file's
-// size at its last check minus its acknowledged offset) and the number of files they are in, for
-// saying how much a drain left behind. Call it from the goroutine that drives Poll and Drain.
+// Unacknowledged returns the bytes that were not acknowledged yet of the open files and of those
+// closed to make room (each file's size at its last check minus its acknowledged offset) and the
+// number of files they are in, for saying how much a drain left behind. Call it from the
+// goroutine that drives Poll and Drain.
 func (in *Input) Unacknowledged() (bytes int64, files int) {
-	for _, f := range in.open {
+	count := func(f *File) {
 		if n := f.size - f.acked.Load(); n > 0 {
 			bytes += n
 			files++
+		}
+	}
+	for _, f := range in.open {
+		count(f)
+	}
+	for _, k := range in.known {
+		if k.file != nil {
+			count(k.file)
 		}
 	}
 	return bytes, files
@@ -761,13 +795,19 @@ func (in *Input) makeRoom(now time.Time) bool {
 	if idle.join != nil {
 		idle.join.Flush(idle.emitJoined)
 	}
-	if err := in.closeFile(idle); err != nil {
-		in.log.Warn("closing idle file", "path", idle.Path, "err", err)
+	in.park(idle)
+	return true
+}
+
+// park closes f and remembers it, with its offset and unfinished line, so that it resumes where
+// it was when it is found again and its acknowledged position is still reported.
+func (in *Input) park(f *File) {
+	if err := in.closeFile(f); err != nil {
+		in.log.Warn("closing file to make room", "path", f.Path, "err", err)
 	}
 	in.mu.Lock()
-	in.known = append(in.known, &known{Identity: idle.ident, path: idle.Path, offset: idle.offset, file: idle})
+	in.known = append(in.known, &known{Identity: f.ident, path: f.Path, offset: f.offset, file: f})
 	in.mu.Unlock()
-	return true
 }
 
 // retireGone closes files that no glob finds any more once they are read to the end and have

@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -250,6 +251,66 @@ func TestMaxFilesTakeTurns(t *testing.T) {
 	}
 	if got := metric(t, reg, `sidelog_files_waiting{container="app"}`); got != "3" {
 		t.Errorf("files waiting = %s, want 3", got)
+	}
+}
+
+func TestDrainReadsWaitingFiles(t *testing.T) {
+	for _, ack := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ack=%v", ack), func(t *testing.T) {
+			dir := t.TempDir()
+			names := []string{"a", "b", "c", "d", "e"}
+			var total int64
+			for _, n := range names {
+				// Unfinished last lines: Drain must flush those of the waiting files too.
+				writeFile(t, dir+"/"+n+".log", numbered(n, 0, 20)+n+" last")
+				total += fileSize(t, dir+"/"+n+".log")
+			}
+			reg := metrics.NewRegistry()
+			s := &sink{ack: ack}
+			in := newInput(t, Options{Paths: []string{dir + "/*.log"}, MaxFiles: 2, Metrics: reg}, s)
+			c := newClock()
+			pollAll(t, in, c.now()) // two files open, none idle long enough to give way
+			if got := len(s.byPath(dir + "/c.log")); got != 0 {
+				t.Fatalf("c.log read before Drain (%d records): the test needs it waiting", got)
+			}
+			if err := in.Drain(c.now()); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range names {
+				equal(t, n, s.byPath(dir+"/"+n+".log"), append(split(numbered(n, 0, 20)), n+" last"))
+			}
+			if len(in.open) > 2 {
+				t.Errorf("%d files open, MaxFiles is 2", len(in.open))
+			}
+			if got := metric(t, reg, `sidelog_files_waiting{container="app"}`); got != "0" {
+				t.Errorf("files waiting = %s after Drain, want 0", got)
+			}
+
+			// What was acknowledged is reported for every file, open or closed to make room;
+			// what was not is counted.
+			positions := map[string]int64{}
+			for _, e := range in.Positions() {
+				positions[e.Path] = e.Offset
+			}
+			bytes, files := in.Unacknowledged()
+			if ack {
+				for _, n := range names {
+					if p := dir + "/" + n + ".log"; positions[p] != fileSize(t, p) {
+						t.Errorf("position of %s = %d, want %d", p, positions[p], fileSize(t, p))
+					}
+				}
+				if bytes != 0 || files != 0 {
+					t.Errorf("unacknowledged = %d bytes in %d files, want none", bytes, files)
+				}
+			} else {
+				if len(positions) != 0 {
+					t.Errorf("positions %v of unacknowledged files", positions)
+				}
+				if bytes != total || files != len(names) {
+					t.Errorf("unacknowledged = %d bytes in %d files, want %d in %d", bytes, files, total, len(names))
+				}
+			}
+		})
 	}
 }
 
