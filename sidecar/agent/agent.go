@@ -234,7 +234,7 @@ func (a *Agent) drain(ctx context.Context) error {
 	a.log.Info("draining", "timeout", a.cfg.DrainTimeout.D())
 	for _, in := range a.inputs {
 		in.ctx, in.now = ctx, time.Now()
-		if err := in.tailer.Drain(in.now); err != nil {
+		if err := in.tailer.Drain(ctx, in.now); err != nil && ctx.Err() == nil {
 			a.log.Warn("draining files", "container", in.cfg.Container, "err", err)
 		}
 		in.flush()

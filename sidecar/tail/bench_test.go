@@ -2,6 +2,7 @@ package tail
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,7 +70,7 @@ func BenchmarkInput(b *testing.B) {
 						break
 					}
 				}
-				if err := in.Drain(now); err != nil {
+				if err := in.Drain(context.Background(), now); err != nil {
 					b.Fatal(err)
 				}
 				in.Close()

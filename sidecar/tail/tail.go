@@ -39,6 +39,7 @@
 package tail
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -301,18 +302,30 @@ func (in *Input) Poll(now time.Time) (int64, error) {
 // read to their end, are closed as makeRoom closes idle ones (their positions are still
 // reported and acknowledged), and the waiting ones are opened and read to their end in their
 // place. A waiting file that cannot be opened is logged and left.
-func (in *Input) Drain(now time.Time) error {
+//
+// Reading stops when ctx ends (the drain deadline: what is read after it could not be sent);
+// Drain then returns ctx's error.
+func (in *Input) Drain(ctx context.Context, now time.Time) error {
 	if in.closed {
 		return ErrClosed
 	}
 	if in.drained {
 		return nil
 	}
+	in.drained = true
+	defer in.report()
 	in.check(now, true)
 	in.scan(now)
 	for {
 		for _, f := range in.open {
-			in.read(f, now, -1)
+			for f.offset < f.size {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("draining input %q: %w", in.opts.Container, err)
+				}
+				if in.read(f, now, int64(len(in.buf))) == 0 {
+					break // shrank or failed: logged, and the next check would say why
+				}
+			}
 			in.flushFile(f)
 		}
 		if len(in.waiting) == 0 || !in.takeTurn(now) {
@@ -326,11 +339,9 @@ func (in *Input) Drain(now time.Time) error {
 			i--
 		}
 	}
-	in.drained = true
 	if len(in.waiting) > 0 {
 		in.log.Warn("draining: files left unread because they could not be opened", "files", len(in.waiting))
 	}
-	in.report()
 	return nil
 }
 

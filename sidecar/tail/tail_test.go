@@ -1,6 +1,8 @@
 package tail
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,7 +38,7 @@ func TestLineContent(t *testing.T) {
 	equal(t, "after newline", s.texts(), want)
 
 	// ...or until Drain.
-	if err := in.Drain(c.now()); err != nil {
+	if err := in.Drain(context.Background(), c.now()); err != nil {
 		t.Fatal(err)
 	}
 	want = append(want, "last without newline")
@@ -273,7 +275,7 @@ func TestDrainReadsWaitingFiles(t *testing.T) {
 			if got := len(s.byPath(dir + "/c.log")); got != 0 {
 				t.Fatalf("c.log read before Drain (%d records): the test needs it waiting", got)
 			}
-			if err := in.Drain(c.now()); err != nil {
+			if err := in.Drain(context.Background(), c.now()); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range names {
@@ -573,11 +575,47 @@ func TestMultiline(t *testing.T) {
 
 	appendFile(t, p, "WARN last\n\tat x.Y(Y.java:3)")
 	pollAll(t, in, c.advance(time.Millisecond))
-	if err := in.Drain(c.now()); err != nil {
+	if err := in.Drain(context.Background(), c.now()); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.texts()[2]; got != "WARN last\n\tat x.Y(Y.java:3)" {
 		t.Errorf("Drain flushed %q", got)
+	}
+}
+
+// cancelSink cancels its context at the nth record, as the agent's drain deadline ends a Send.
+type cancelSink struct {
+	sink
+	n      int
+	cancel context.CancelFunc
+}
+
+func (s *cancelSink) Record(f *File, rec []byte, end int64) {
+	s.sink.Record(f, rec, end)
+	if len(s.recs) == s.n {
+		s.cancel()
+	}
+}
+
+func TestDrainStopsAtDeadline(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/a.log", numbered("a", 0, 1000))
+	writeFile(t, dir+"/b.log", numbered("b", 0, 1000))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &cancelSink{n: 10, cancel: cancel}
+	in := newInput(t, Options{Paths: []string{dir + "/*.log"}, BufferSize: 64}, s)
+	err := in.Drain(ctx, newClock().now())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain = %v, want the context's error", err)
+	}
+	// What is read after the deadline could not be sent: at most the buffer being handed on
+	// when it passed is read (a line is 5-6 bytes, the buffer 64).
+	if n := len(s.texts()); n > 10+64/5 {
+		t.Errorf("%d records read after the deadline passed at the 10th", n-10)
+	}
+	if err := in.Drain(ctx, newClock().now()); err != nil {
+		t.Errorf("second Drain = %v, want nil: draining happens once", err)
 	}
 }
 
@@ -589,7 +627,7 @@ func TestMultilineRecordLimit(t *testing.T) {
 	s := &sink{}
 	in := newInput(t, Options{Paths: []string{p}, Multiline: &config.Multiline{Preset: "java"}, MaxLineBytes: 16, Metrics: reg}, s)
 	pollAll(t, in, newClock().now())
-	in.Drain(newClock().now())
+	in.Drain(context.Background(), newClock().now())
 	equal(t, "records", s.texts(), []string{"ERROR boom\n\tat 1", "next"})
 	if got := metric(t, reg, `sidelog_dropped_total{container="app",reason="record_too_long"}`); got != "1" {
 		t.Errorf("record drops = %s, want 1", got)
