@@ -46,6 +46,29 @@ const (
 	// Default the policy's upstream; a pod with none anywhere is refused.
 	AnnotationUpstream = Prefix + "upstream"
 
+	// AnnotationUpstreamTLS set to "true" makes the agent speak TLS to the upstream and verify
+	// its certificate, against the CA of AnnotationUpstreamCA or else the system roots. Values:
+	// "true" or "false". Default the policy's upstreamTLS (false).
+	AnnotationUpstreamTLS = Prefix + "upstream-tls"
+
+	// AnnotationUpstreamServerName is the name the upstream's certificate must carry, when it is
+	// not the host of the address dialled (a certificate for fluentd.logging.svc reached as
+	// fluentd.logging). A DNS name or an IP address. Only with TLS. Default the policy's
+	// upstreamServerName, or else the host of each address.
+	AnnotationUpstreamServerName = Prefix + "upstream-server-name"
+
+	// AnnotationUpstreamCA is a Secret in the pod's namespace holding the PEM bundle of the CAs
+	// that sign the upstream's certificate: <secret> (key ca.crt, as cert-manager writes it) or
+	// <secret>/<key>. Mounted read-only into the agent alone. Only with TLS. Default the
+	// policy's upstreamCA, or else none: the system roots.
+	AnnotationUpstreamCA = Prefix + "upstream-ca"
+
+	// AnnotationUpstreamSharedKey is a Secret in the pod's namespace holding the forward
+	// protocol's shared key (Fluentd's <security> shared_key, Fluent Bit's Shared_Key):
+	// <secret> (key shared_key) or <secret>/<key>. Mounted read-only into the agent alone.
+	// Default the policy's upstreamSharedKey, or else none: no authentication.
+	AnnotationUpstreamSharedKey = Prefix + "upstream-shared-key"
+
 	// AnnotationSidecarMode is how the agent is added: "native" (an init container with
 	// restartPolicy Always, Kubernetes ≥1.29), "legacy" (a plain container, for older clusters;
 	// refused for pods that run to completion, which it would keep running for ever) or "auto"
@@ -106,6 +129,10 @@ var options = []option{
 	{name: "multiline", perContainer: true, policed: true},
 	{name: "parser", perContainer: true, policed: true},
 	{name: "upstream", policed: true},
+	{name: "upstream-tls", policed: true},
+	{name: "upstream-server-name", policed: true},
+	{name: "upstream-ca", policed: true},
+	{name: "upstream-shared-key", policed: true},
 	{name: "sidecar-mode", policed: true},
 	{name: "agent-requests-cpu", policed: true},
 	{name: "agent-requests-memory", policed: true},
@@ -123,6 +150,10 @@ const (
 	optMultiline      = "multiline"
 	optParser         = "parser"
 	optUpstream       = "upstream"
+	optTLS            = "upstream-tls"
+	optServerName     = "upstream-server-name"
+	optCA             = "upstream-ca"
+	optSharedKey      = "upstream-shared-key"
 	optSidecarMode    = "sidecar-mode"
 	optRequestsCPU    = "agent-requests-cpu"
 	optRequestsMemory = "agent-requests-memory"

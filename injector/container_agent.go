@@ -59,7 +59,7 @@ func fieldEnv(name, field string) corev1.EnvVar {
 }
 
 // reservedVolumes are the names of the volumes the injector adds; a pod may not use them.
-var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume}
+var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, UpstreamCAVolume, SharedKeyVolume}
 
 // maxConfigBytes bounds the agent's configuration, which travels in the environment variable
 // config.Env: Linux refuses to start a program with a variable longer than 128 KiB ("argument
@@ -75,9 +75,10 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 		warnings = append(warnings, fmt.Sprintf("terminationGracePeriodSeconds %d leaves too little time for the cluster policy's drainTimeout %s: the agent drains for at most %s",
 			*pod.Spec.TerminationGracePeriodSeconds, p.DrainTimeout.D(), drain))
 	}
+	tls, sharedKeyFile := upstreamConfig(r.security)
 	c := config.Config{
 		Version:      config.Version,
-		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream)},
+		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream), TLS: tls, SharedKeyFile: sharedKeyFile},
 		Limits:       p.AgentLimits,
 		DrainTimeout: config.Duration(drain),
 		LabelsFile:   LabelsFile,
@@ -132,6 +133,8 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 	if noToken {
 		mounts = append(mounts, corev1.VolumeMount{Name: NoTokenVolume, MountPath: TokenDir, ReadOnly: true})
 	}
+	_, secretMounts := upstreamVolumes(r.security)
+	mounts = append(mounts, secretMounts...)
 	mounts = append(mounts, lm.mounts...)
 
 	uid, gid := agentIDs(pod, r, p)
@@ -213,7 +216,7 @@ func agentIDs(pod *corev1.Pod, r *request, p *Policy) (uid, gid int64) {
 }
 
 // agentVolumes are the agent's own volumes.
-func agentVolumes(noToken bool) []corev1.Volume {
+func agentVolumes(r *request, noToken bool) []corev1.Volume {
 	vols := []corev1.Volume{
 		{Name: StateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: PodInfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
@@ -226,7 +229,8 @@ func agentVolumes(noToken bool) []corev1.Volume {
 	if noToken {
 		vols = append(vols, corev1.Volume{Name: NoTokenVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	}
-	return vols
+	secrets, _ := upstreamVolumes(r.security)
+	return append(vols, secrets...)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -124,7 +124,7 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (Outcome, error) {
 
 	noToken := pod.Spec.AutomountServiceAccountToken == nil || *pod.Spec.AutomountServiceAccountToken
 	agent := agentContainer(pod, r, lm, p, cfg, noToken)
-	own := agentVolumes(noToken)
+	own := agentVolumes(r, noToken)
 	if r.mode == ModeNative {
 		// Last among the init containers: it must start before the app containers, and init
 		// containers that prepare the log volumes should be done before it looks at them.

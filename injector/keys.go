@@ -208,6 +208,14 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseParser(v)
 	case optUpstream:
 		return parseUpstream(v, p.MaxUpstreams)
+	case optTLS:
+		return parseBool(v)
+	case optServerName:
+		return parseServerName(v)
+	case optCA:
+		return parseSecretRef(v, DefaultCAKey)
+	case optSharedKey:
+		return parseSecretRef(v, DefaultSharedKeyKey)
 	case optSidecarMode:
 		return parseMode(v)
 	case optRequestsCPU, optRequestsMemory, optLimitsCPU, optLimitsMemory:

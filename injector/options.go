@@ -16,6 +16,7 @@ import (
 type request struct {
 	inputs    []input
 	upstream  []string
+	security  upstreamSecurity
 	mode      string
 	resources corev1.ResourceRequirements
 	port      int32
@@ -106,6 +107,9 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 		r.upstream = p.Upstream
 	} else {
 		return nil, errorf(AnnotationUpstream, FromPod, "no upstream: set it on the pod or its namespace to the aggregator's host:port, or set upstream in the cluster policy")
+	}
+	if err := r.resolveSecurity(ps, ns, p); err != nil {
+		return nil, err
 	}
 
 	if err := r.resolveMode(pod, ps, ns, p); err != nil {

@@ -41,6 +41,18 @@ type Policy struct {
 	// Upstream are the default aggregator addresses (host:port, failover order) for pods whose
 	// namespace and annotations name none. Default none: such pods are refused.
 	Upstream []string `json:"upstream,omitempty"`
+	// UpstreamTLS turns TLS to the upstream on for pods whose namespace and annotations do not
+	// say (sidelog.io/upstream-tls). Default false.
+	UpstreamTLS bool `json:"upstreamTLS,omitempty"`
+	// UpstreamServerName is the default of sidelog.io/upstream-server-name: the name the
+	// upstream's certificate carries. Default none: the host of each address.
+	UpstreamServerName string `json:"upstreamServerName,omitempty"`
+	// UpstreamCA is the default of sidelog.io/upstream-ca, <secret> or <secret>/<key>: a Secret
+	// that must then exist in every namespace whose pods use TLS. Default none: system roots.
+	UpstreamCA string `json:"upstreamCA,omitempty"`
+	// UpstreamSharedKey is the default of sidelog.io/upstream-shared-key, <secret> or
+	// <secret>/<key>: a Secret that must then exist in every opted-in namespace. Default none.
+	UpstreamSharedKey string `json:"upstreamSharedKey,omitempty"`
 	// Resources are the agent's requests and limits (cpu, memory, ephemeral-storage), taken as a
 	// whole when any is set. Default requests cpu 25m, memory 32Mi; limits cpu 200m, memory 128Mi.
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
@@ -280,6 +292,21 @@ func (p *Policy) validate() error {
 	if len(p.Upstream) > 0 {
 		if _, err := parseUpstream(strings.Join(p.Upstream, ","), p.MaxUpstreams); err != nil {
 			return bad("upstream", "%v", err)
+		}
+	}
+	if p.UpstreamServerName != "" {
+		if _, err := parseServerName(p.UpstreamServerName); err != nil {
+			return bad("upstreamServerName", "%v", err)
+		}
+	}
+	if p.UpstreamCA != "" {
+		if _, err := parseSecretRef(p.UpstreamCA, DefaultCAKey); err != nil {
+			return bad("upstreamCA", "%v", err)
+		}
+	}
+	if p.UpstreamSharedKey != "" {
+		if _, err := parseSecretRef(p.UpstreamSharedKey, DefaultSharedKeyKey); err != nil {
+			return bad("upstreamSharedKey", "%v", err)
 		}
 	}
 	if err := checkResources(p.Resources); err != nil {

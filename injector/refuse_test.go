@@ -121,6 +121,18 @@ func TestInjectRefuses(t *testing.T) {
 			want: `sidelog.io/upstream: no address: want host:port[,host:port...] such as fluentd.logging:24224`},
 		{name: "too many upstreams", ann: tailApp(AnnotationUpstream, "a:1,b:1,c:1"), policy: "maxUpstreams: 2",
 			want: `sidelog.io/upstream: 3 addresses, more than the 2 the cluster policy allows (maxUpstreams)`},
+		{name: "tls not a boolean", ann: tailApp(AnnotationUpstreamTLS, "on"),
+			want: `sidelog.io/upstream-tls: got "on", want "true" or "false"`},
+		{name: "server name with port", ann: tailApp(AnnotationUpstreamTLS, "true", AnnotationUpstreamServerName, "fluentd.logging:24224"),
+			want: `sidelog.io/upstream-server-name: got "fluentd.logging:24224", want a DNS name such as fluentd.logging.svc or an IP address`},
+		{name: "ca not a secret name", ns: map[string]string{AnnotationUpstreamCA: "Fluentd_CA"}, ann: tailApp(),
+			want: `namespace annotation sidelog.io/upstream-ca: got "Fluentd_CA": "Fluentd_CA" is not a Secret name; want <secret> (key ca.crt) or <secret>/<key>, naming a Secret in the pod's namespace`},
+		{name: "ca bad key", ann: tailApp(AnnotationUpstreamCA, "fluentd-ca/ca crt"),
+			want: `sidelog.io/upstream-ca: got "fluentd-ca/ca crt": "ca crt" is not a Secret key (letters, digits, '-', '_' and '.'); want <secret> (key ca.crt) or <secret>/<key>, naming a Secret in the pod's namespace`},
+		{name: "shared key empty key", ann: tailApp(AnnotationUpstreamSharedKey, "fluentd-forward/"),
+			want: `sidelog.io/upstream-shared-key: got "fluentd-forward/": "" is not a Secret key (letters, digits, '-', '_' and '.'); want <secret> (key shared_key) or <secret>/<key>, naming a Secret in the pod's namespace`},
+		{name: "shared key not allowed on pods", ann: tailApp(AnnotationUpstreamSharedKey, "mine"), policy: "allowPodOverride: [upstream]",
+			want: `sidelog.io/upstream-shared-key: the cluster policy does not let pods set sidelog.io/upstream-shared-key (allowPodOverride: [upstream]); set it on the namespace, or ask the cluster admin to allow it`},
 		{name: "no upstream anywhere", ann: map[string]string{AnnotationTail + ".app": "/var/log/app/*.log"},
 			want: `sidelog.io/upstream: no upstream: set it on the pod or its namespace to the aggregator's host:port, or set upstream in the cluster policy`},
 		{name: "bad namespace upstream", ann: map[string]string{AnnotationTail + ".app": "/var/log/app/*.log"}, ns: map[string]string{AnnotationUpstream: "fluentd"},
@@ -138,7 +150,7 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "resource key", ann: tailApp("sidelog.io/agent-request-cpu", "1"),
 			want: `sidelog.io/agent-request-cpu: unknown annotation; did you mean sidelog.io/agent-requests-cpu?`},
 		{name: "unknown option", ann: tailApp("sidelog.io/colour", "red"),
-			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
+			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/upstream-tls, sidelog.io/upstream-server-name, sidelog.io/upstream-ca, sidelog.io/upstream-shared-key, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
 		{name: "misspelt prefix", ann: map[string]string{"sidlog.io/tail.app": "/var/log/app/*.log"},
 			want: `sidlog.io/tail.app: unknown annotation prefix "sidlog.io/"; did you mean sidelog.io/tail.app?`},
 		{name: "other domain", ann: map[string]string{"sidelog.dev/tail": "/var/log/app/*.log"},
@@ -240,12 +252,14 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "container named like the agent", ann: tailApp(),
 			pod:  func(p *corev1.Pod) { p.Spec.Containers[1].Name = AgentContainer },
 			want: `the pod has a container named "sidelog-agent" but no sidelog.io/status annotation: that name is reserved for the agent that sidelog.io/tail adds; rename the container`},
+		{name: "volume named like the shared key's", ann: tailApp(), pod: func(p *corev1.Pod) { p.Spec.Volumes[1].Name = SharedKeyVolume },
+			want: `the pod has a volume named "sidelog-shared-key": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
 		{name: "volume named like the agent's", ann: tailApp(),
 			pod: func(p *corev1.Pod) {
 				p.Spec.Volumes[1].Name = StateVolume
 				p.Spec.Containers[1].VolumeMounts[0].Name = StateVolume
 			},
-			want: `the pod has a volume named "sidelog-state": names sidelog-state, sidelog-podinfo, sidelog-no-token and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
+			want: `the pod has a volume named "sidelog-state": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

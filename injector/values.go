@@ -144,16 +144,57 @@ func parseMode(v string) (string, error) {
 
 // parseInject parses the value of AnnotationInject.
 func parseInject(v string) (bool, error) {
+	if strings.TrimSpace(v) == "enabled" {
+		return false, fmt.Errorf("got %q, want \"true\" or \"false\" (the namespace opt-in is the label %s=enabled, not an annotation)", v, AnnotationInject)
+	}
+	return parseBool(v)
+}
+
+// parseBool parses "true" or "false".
+func parseBool(v string) (bool, error) {
 	switch strings.TrimSpace(v) {
 	case "true":
 		return true, nil
 	case "false":
 		return false, nil
 	}
-	if strings.TrimSpace(v) == "enabled" {
-		return false, fmt.Errorf("got %q, want \"true\" or \"false\" (the namespace opt-in is the label %s=enabled, not an annotation)", v, AnnotationInject)
-	}
 	return false, fmt.Errorf("got %q, want \"true\" or \"false\"", v)
+}
+
+// parseServerName parses the name a TLS certificate must carry: a DNS name or an IP address.
+func parseServerName(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if net.ParseIP(v) != nil {
+		return v, nil
+	}
+	if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
+		return "", fmt.Errorf("got %q, want a DNS name such as fluentd.logging.svc or an IP address", v)
+	}
+	return v, nil
+}
+
+// secretRef names one key of a Secret in the pod's namespace.
+type secretRef struct {
+	Name, Key string
+}
+
+func (r secretRef) String() string { return r.Name + "/" + r.Key }
+
+// parseSecretRef parses <secret> or <secret>/<key>; a bare name means defaultKey.
+func parseSecretRef(v, defaultKey string) (secretRef, error) {
+	v = strings.TrimSpace(v)
+	name, key, hasKey := strings.Cut(v, "/")
+	if !hasKey {
+		key = defaultKey
+	}
+	want := fmt.Sprintf("want <secret> (key %s) or <secret>/<key>, naming a Secret in the pod's namespace", defaultKey)
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return secretRef{}, fmt.Errorf("got %q: %q is not a Secret name; %s", v, name, want)
+	}
+	if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
+		return secretRef{}, fmt.Errorf("got %q: %q is not a Secret key (letters, digits, '-', '_' and '.'); %s", v, key, want)
+	}
+	return secretRef{Name: name, Key: key}, nil
 }
 
 // parseQuantity parses a positive resource quantity.

@@ -158,7 +158,8 @@ func TestDistance(t *testing.T) {
 
 func TestAnnotationTable(t *testing.T) {
 	consts := []string{AnnotationInject, AnnotationTail, AnnotationExclude, AnnotationMultiline, AnnotationParser,
-		AnnotationUpstream, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
+		AnnotationUpstream, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
+		AnnotationUpstreamSharedKey, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
 		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus}
 	if len(consts) != len(options) {
 		t.Fatalf("%d annotation constants, %d options", len(consts), len(options))
