@@ -116,6 +116,14 @@ func (s *Splitter) Reset() {
 	s.line = nil
 }
 
+// Release is Reset that also frees the carry buffer, for a stream that will be read again from
+// before its unfinished line: the line is read whole again then, and an idle stream pins no
+// memory meanwhile.
+func (s *Splitter) Release() {
+	s.Reset()
+	s.carry = nil
+}
+
 // hold appends p to the carried line, up to max+1 bytes: one byte more than the limit so that a
 // "\r" ending a line of exactly max bytes is not mistaken for an over-long line.
 func (s *Splitter) hold(p []byte) {

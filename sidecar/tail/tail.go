@@ -136,7 +136,10 @@ type Input struct {
 	closed   bool
 	lastErr  string  // last scan error logged, to log a persistent one once
 	noisy    []*File // files with truncations to report at the end of this pass
-	nLines   uint64  // counts of this pass, added to the metrics at its end
+	// retired are files no longer open or remembered whose last records may not be acknowledged
+	// yet: what a drain that runs out of time must still count as unacknowledged.
+	retired  []*File
+	nLines   uint64 // counts of this pass, added to the metrics at its end
 	nRecords uint64
 	nBytes   uint64
 }
@@ -157,6 +160,10 @@ type File struct {
 
 	acked  atomic.Int64
 	behind atomic.Int64 // size - offset, for the bytes-behind gauge
+	// next is the copy of this file's content that resumed where it was left (copytruncate).
+	// The copy's offsets are this file's, so acknowledgements of records read here move the
+	// copy's position too: until they come, the copy's position stays where this file's was.
+	next atomic.Pointer[File]
 
 	active   bool      // read something in the last pass: check it even between scans
 	lastData time.Time // when the file last grew (or was opened)
@@ -168,8 +175,14 @@ type File struct {
 }
 
 // Ack records that every record of f up to end was acknowledged upstream. Safe from any goroutine.
-// Acks for one file come in increasing order of end.
-func (f *File) Ack(end int64) { f.acked.Store(end) }
+// Acks for one file come in increasing order of end, and those of a file's records before those
+// of its copy's (the sink sends and the aggregator acknowledges in order).
+func (f *File) Ack(end int64) {
+	f.acked.Store(end)
+	if c := f.next.Load(); c != nil {
+		c.Ack(end)
+	}
+}
 
 // Acked returns the end of the last acknowledged record.
 func (f *File) Acked() int64 { return f.acked.Load() }
@@ -386,9 +399,10 @@ func (in *Input) Positions() []checkpoint.Entry {
 	return out
 }
 
-// Unacknowledged returns the bytes that were not acknowledged yet of the open files and of those
-// closed to make room (each file's size at its last check minus its acknowledged offset) and the
-// number of files they are in, for saying how much a drain left behind. Call it from the
+// Unacknowledged returns the bytes that were not acknowledged yet of the files read so far (each
+// file's size at its last check minus its acknowledged offset: open files, files closed to make
+// room, content cut by a truncation, finished files whose last records are still in flight) and
+// the number of files they are in, for saying how much a drain left behind. Call it from the
 // goroutine that drives Poll and Drain.
 func (in *Input) Unacknowledged() (bytes int64, files int) {
 	count := func(f *File) {
@@ -401,9 +415,15 @@ func (in *Input) Unacknowledged() (bytes int64, files int) {
 		count(f)
 	}
 	for _, k := range in.known {
-		if k.file != nil {
+		switch {
+		case k.file != nil:
 			count(k.file)
+		case k.truncated != nil:
+			count(k.truncated)
 		}
+	}
+	for _, f := range in.retired {
+		count(f)
 	}
 	return bytes, files
 }
@@ -497,6 +517,7 @@ func (in *Input) truncated(f *File, now time.Time, size int64) *File {
 		}
 	} else {
 		in.flushFile(f)
+		in.retired = append(in.retired, f)
 		if lost > 0 {
 			in.drop(reasonTruncated, lost, "file truncated before it was read to the end", "path", f.Path)
 		}
@@ -579,7 +600,7 @@ func (in *Input) scan(now time.Time) {
 		}
 		in.openCandidate(c, now)
 	}
-	if complete && len(in.waiting) == 0 {
+	if complete && !in.mayMatchWaiting() {
 		in.expireKnown()
 	}
 	waiting := len(in.waiting)
@@ -626,6 +647,18 @@ func (in *Input) forgetMissing(now time.Time) {
 	}
 }
 
+// mayMatchWaiting reports whether a file found but not open yet may still be opened, and so
+// match a remembered position. Files that could not be opened (no permission) are retried, but
+// must not keep positions and truncated content alive for ever.
+func (in *Input) mayMatchWaiting() bool {
+	for _, c := range in.waiting {
+		if c.err == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // expireKnown drops positions from the last run and truncated contents that no file matched
 // once every file found was examined: their files are gone.
 func (in *Input) expireKnown() {
@@ -646,6 +679,7 @@ func (in *Input) expireKnown() {
 // old content ended with is handed on, and the bytes known to be unread are counted as lost.
 func (in *Input) settleTruncated(k *known) {
 	in.flushFile(k.truncated)
+	in.retired = append(in.retired, k.truncated)
 	if k.lost > 0 {
 		in.drop(reasonTruncated, k.lost, "file truncated before it was read to the end, and no glob matches its copy", "path", k.path)
 	}
@@ -711,7 +745,7 @@ func (in *Input) openCandidate(c *candidate, now time.Time) {
 		}
 	}
 	ident := fingerprint.Identity{ID: id, Fingerprint: fp}
-	var f *File
+	var f, copyOf *File
 	offset := int64(0)
 	if i := in.match(ident, fd, fi.Size()); i >= 0 {
 		k := in.known[i]
@@ -719,6 +753,7 @@ func (in *Input) openCandidate(c *candidate, now time.Time) {
 		offset = k.offset
 		if k.truncated != nil {
 			k.truncated.split.Reset() // the copy holds the unfinished line whole
+			copyOf = k.truncated
 		}
 		if k.file != nil {
 			offset = k.file.offset
@@ -737,6 +772,10 @@ func (in *Input) openCandidate(c *candidate, now time.Time) {
 	}
 	if f == nil {
 		f = in.newFile(c.path, fd, ident, offset, now)
+		if copyOf != nil && offset > 0 {
+			f.acked.Store(min(copyOf.acked.Load(), offset))
+			copyOf.next.Store(f)
+		}
 	} else {
 		f.fd, f.lastData, f.goneAt = fd, now, time.Time{}
 	}
@@ -810,12 +849,15 @@ func (in *Input) makeRoom(now time.Time) bool {
 	return true
 }
 
-// park closes f and remembers it, with its offset and unfinished line, so that it resumes where
-// it was when it is found again and its acknowledged position is still reported.
+// park closes f and remembers it, so that it resumes where it was when it is found again and its
+// acknowledged position is still reported. Its unfinished line is forgotten and read again
+// then: there may be many more parked files than open ones, and none should pin a line buffer.
 func (in *Input) park(f *File) {
 	if err := in.closeFile(f); err != nil {
 		in.log.Warn("closing file to make room", "path", f.Path, "err", err)
 	}
+	f.offset -= f.split.Pending()
+	f.split.Release()
 	in.mu.Lock()
 	in.known = append(in.known, &known{Identity: f.ident, path: f.Path, offset: f.offset, file: f})
 	in.mu.Unlock()
@@ -824,6 +866,7 @@ func (in *Input) park(f *File) {
 // retireGone closes files that no glob finds any more once they are read to the end and have
 // been quiet for RotateWait.
 func (in *Input) retireGone(now time.Time) {
+	in.retired = slices.DeleteFunc(in.retired, func(f *File) bool { return f.acked.Load() >= f.offset })
 	for i := 0; i < len(in.open); i++ {
 		f := in.open[i]
 		if f.goneAt.IsZero() || f.offset < f.size || now.Sub(f.goneAt) < in.opts.RotateWait || now.Sub(f.lastData) < in.opts.RotateWait {
@@ -834,6 +877,7 @@ func (in *Input) retireGone(now time.Time) {
 			in.log.Warn("closing finished file", "path", f.Path, "err", err)
 		}
 		f.finished = true
+		in.retired = append(in.retired, f)
 		in.log.Info("file finished", "path", f.Path, "read", f.offset)
 		i--
 	}

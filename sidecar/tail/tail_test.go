@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -393,6 +394,41 @@ func TestCopytruncate(t *testing.T) {
 		if got := metric(t, reg, `sidelog_dropped_bytes_total{container="app",reason="truncated_before_read"}`); got != "0" {
 			t.Errorf("dropped bytes = %s, want 0: the copy had them", got)
 		}
+
+		// Nothing was acknowledged: the copy's position must not start where the original was
+		// read to, or a checkpoint would skip the original's records still in flight.
+		positions := func() map[string]int64 {
+			m := map[string]int64{}
+			for _, e := range in.Positions() {
+				m[e.Path] = e.Offset
+			}
+			return m
+		}
+		if got := positions(); len(got) != 0 {
+			t.Errorf("positions %v before any acknowledgement, want none", got)
+		}
+		// Acknowledgements of the original's records move the copy's position, in order.
+		var firstCopyRec int
+		var originalEnd int64
+		for i, r := range s.recs {
+			if r.path == dir+"/app.log.1" {
+				firstCopyRec = i
+				break
+			}
+			r.file.Ack(r.end)
+			if strings.HasPrefix(r.text, "old") {
+				originalEnd = r.end
+			}
+		}
+		if got, want := positions()[dir+"/app.log.1"], originalEnd; got != want {
+			t.Errorf("copy's position %d once the original's records were acknowledged, want %d", got, want)
+		}
+		for _, r := range s.recs[firstCopyRec:] {
+			r.file.Ack(r.end)
+		}
+		if got, want := positions()[dir+"/app.log.1"], fileSize(t, dir+"/app.log.1"); got != want {
+			t.Errorf("copy's position %d once everything was acknowledged, want its size %d", got, want)
+		}
 	})
 
 	t.Run("unread bytes counted", func(t *testing.T) {
@@ -764,6 +800,60 @@ func TestBytesBehindGauge(t *testing.T) {
 	pollAll(t, in, c.advance(time.Second))
 	if got := metric(t, reg, series); got != "0" {
 		t.Errorf("%s = %s after reading everything, want 0", series, got)
+	}
+}
+
+func TestParkedFileHoldsNoLine(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("x", 10_000)
+	writeFile(t, dir+"/a.log", "a1\n"+long) // its last line is unfinished
+	writeFile(t, dir+"/b.log", "b1\n")
+	s := &sink{}
+	in := newInput(t, Options{Paths: []string{dir + "/*.log"}, MaxFiles: 1}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	pollAll(t, in, c.advance(DefaultRotateWait)) // a.log is idle: it makes room for b.log
+	i := slices.IndexFunc(in.known, func(k *known) bool { return k.file != nil && k.file.Path == dir+"/a.log" })
+	if i < 0 {
+		t.Fatal("a.log was not closed to make room")
+	}
+	if f := in.known[i].file; f.split.Pending() != 0 || f.offset != 3 {
+		t.Errorf("parked a.log holds %d bytes of its unfinished line at offset %d; want none, offset 3 (the line's start)", f.split.Pending(), f.offset)
+	}
+	appendFile(t, dir+"/a.log", "\na3\n")
+	for range 3 {
+		pollAll(t, in, c.advance(DefaultRotateWait))
+	}
+	equal(t, "a.log", s.byPath(dir+"/a.log"), []string{"a1", long, "a3"})
+}
+
+func TestRetiredFilesCountUntilAcknowledged(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	writeFile(t, p, numbered("a", 0, 10))
+	s := &sink{}
+	in := newInput(t, Options{Paths: []string{p}}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	if err := os.Rename(p, dir+"/app.log.1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		pollAll(t, in, c.advance(DefaultRotateWait))
+	}
+	if len(in.open) != 0 {
+		t.Fatalf("%d files open, want the renamed one finished", len(in.open))
+	}
+	size := fileSize(t, dir+"/app.log.1")
+	if bytes, files := in.Unacknowledged(); bytes != size || files != 1 {
+		t.Errorf("unacknowledged = %d bytes in %d files, want the finished file's %d in 1", bytes, files, size)
+	}
+	for _, r := range s.recs {
+		r.file.Ack(r.end)
+	}
+	pollAll(t, in, c.advance(time.Second))
+	if bytes, files := in.Unacknowledged(); bytes != 0 || files != 0 || len(in.retired) != 0 {
+		t.Errorf("unacknowledged = %d bytes in %d files (%d retired) once acknowledged, want none", bytes, files, len(in.retired))
 	}
 }
 
