@@ -24,6 +24,10 @@ E2E_SETUP = assets="$${KUBEBUILDER_ASSETS:-$$($(SETUP_ENVTEST) use $(ENVTEST_K8S
 # "context deadline exceeded" failure when -fuzztime expires (go.dev/issue/75804, fixed in 1.27).
 FUZZTIME ?= 20000x
 
+# Where `make images` tags them: the names the chart (image.repository) and the cluster policy
+# (agentImage) use by default.
+REGISTRY ?= ghcr.io/sidelog
+
 .PHONY: help build demo test unit e2e reliability fuzz bench lint images clean
 
 help: ## list the targets
@@ -66,8 +70,8 @@ bench: build ## benchmarks and the agent's throughput harness
 	$(GO) run ./bench --agent $(BIN)/sidelog-agent
 
 images: ## build the webhook and agent images (needs a Docker engine)
-	docker build --target webhook -t sidelog/webhook:$(VERSION) .
-	docker build --target agent -t sidelog/agent:$(VERSION) .
+	docker build --target webhook --build-arg VERSION=$(VERSION) -t $(REGISTRY)/sidelog:$(VERSION) .
+	docker build --target agent --build-arg VERSION=$(VERSION) -t $(REGISTRY)/sidelog-agent:$(VERSION) .
 
 clean:
 	rm -rf $(BIN)

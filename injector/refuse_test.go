@@ -247,6 +247,15 @@ func TestInjectRefuses(t *testing.T) {
 				p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "POD_NAME", Value: "fixed"}}
 			},
 			want: `sidelog.io/tail.app: the subPathExpr "$(POD_NAME)" of container "app" refers to $(POD_NAME), which the container defines differently from the agent's own POD_NAME`},
+		{name: "subPathExpr variable defined differently by two tailed containers",
+			ann: tailApp(AnnotationTail+".worker", "/work/*.log"),
+			pod: func(p *corev1.Pod) {
+				for i, shard := range []string{"a", "b"} {
+					p.Spec.Containers[i].VolumeMounts[0].SubPathExpr = "$(SHARD)"
+					p.Spec.Containers[i].Env = []corev1.EnvVar{{Name: "SHARD", Value: shard}}
+				}
+			},
+			want: `sidelog.io/tail.worker: the subPathExpr "$(SHARD)" of container "worker" refers to $(SHARD), which another tailed container defines differently`},
 
 		// Names the injector owns.
 		{name: "container named like the agent", ann: tailApp(),

@@ -27,8 +27,10 @@ var MatchCondition = admissionregistrationv1.MatchCondition{
 //
 // failurePolicy is Fail because a pod that asked for its logs to be shipped must not start
 // without the agent; the namespaceSelector confines that risk to opted-in namespaces.
-// reinvocationPolicy IfNeeded lets the injector see containers and volumes that later webhooks
-// add; it is idempotent, so a second call changes nothing.
+// reinvocationPolicy IfNeeded calls the injector again when a later webhook changed the pod, so a
+// pod that such a webhook annotated (a policy engine adding sidelog.io/tail) still gets the
+// agent. A pod injected already is returned unchanged (the injector is idempotent): volumes a
+// later webhook adds are not mounted into the agent.
 func Configuration(name, namespace string, clientConfig admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
