@@ -77,8 +77,9 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 	}
 	tls, sharedKeyFile := upstreamConfig(r.security)
 	c := config.Config{
-		Version:      config.Version,
-		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream), TLS: tls, SharedKeyFile: sharedKeyFile},
+		Version: config.Version,
+		Upstream: config.Upstream{Servers: slices.Clone(r.upstream), TLS: tls, SharedKeyFile: sharedKeyFile,
+			Mode: p.UpstreamMode, Compression: p.UpstreamCompression},
 		Limits:       p.AgentLimits,
 		DrainTimeout: config.Duration(drain),
 		LabelsFile:   LabelsFile,

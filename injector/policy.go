@@ -53,6 +53,12 @@ type Policy struct {
 	// UpstreamSharedKey is the default of sidelog.io/upstream-shared-key, <secret> or
 	// <secret>/<key>: a Secret that must then exist in every opted-in namespace. Default none.
 	UpstreamSharedKey string `json:"upstreamSharedKey,omitempty"`
+	// UpstreamMode is the forward protocol's message mode: PackedForward (default) or Forward,
+	// for receivers that read only that.
+	UpstreamMode string `json:"upstreamMode,omitempty"`
+	// UpstreamCompression is none (default) or gzip (CompressedPackedForward): fewer bytes on
+	// the wire for some agent CPU.
+	UpstreamCompression string `json:"upstreamCompression,omitempty"`
 	// Resources are the agent's requests and limits (cpu, memory, ephemeral-storage), taken as a
 	// whole when any is set. Default requests cpu 25m, memory 32Mi; limits cpu 200m, memory 128Mi.
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
@@ -293,6 +299,19 @@ func (p *Policy) validate() error {
 		if _, err := parseUpstream(strings.Join(p.Upstream, ","), p.MaxUpstreams); err != nil {
 			return bad("upstream", "%v", err)
 		}
+	}
+	switch p.UpstreamMode {
+	case "", config.ModePackedForward, config.ModeForward:
+	default:
+		return bad("upstreamMode", "got %q, want %q or %q", p.UpstreamMode, config.ModePackedForward, config.ModeForward)
+	}
+	switch p.UpstreamCompression {
+	case "", config.CompressionNone, config.CompressionGzip:
+	default:
+		return bad("upstreamCompression", "got %q, want %q or %q", p.UpstreamCompression, config.CompressionNone, config.CompressionGzip)
+	}
+	if p.UpstreamMode == config.ModeForward && p.UpstreamCompression == config.CompressionGzip {
+		return bad("upstreamCompression", "gzip compresses PackedForward messages (CompressedPackedForward); upstreamMode %s cannot be compressed", config.ModeForward)
 	}
 	if p.UpstreamServerName != "" {
 		if _, err := parseServerName(p.UpstreamServerName); err != nil {

@@ -85,7 +85,7 @@ func TestParsePolicyErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"agentImge: x", "cluster policy field agentImge: unknown field; did you mean agentImage?"},
 		{"allowOverride: [upstream]", "cluster policy field allowOverride: unknown field; did you mean allowPodOverride?"},
-		{"colour: red", "cluster policy field colour: unknown field; known fields: agentImage, imagePullPolicy, agentUser, agentGroup, upstream, upstreamTLS, upstreamServerName, upstreamCA, upstreamSharedKey, resources, sidecarMode, kubernetesVersion, allowPodOverride, missingVolume, maxGlobs, maxUpstreams, metricsPort, drainTimeout, agentLimits"},
+		{"colour: red", "cluster policy field colour: unknown field; known fields: agentImage, imagePullPolicy, agentUser, agentGroup, upstream, upstreamTLS, upstreamServerName, upstreamCA, upstreamSharedKey, upstreamMode, upstreamCompression, resources, sidecarMode, kubernetesVersion, allowPodOverride, missingVolume, maxGlobs, maxUpstreams, metricsPort, drainTimeout, agentLimits"},
 		{"resources: {requets: {cpu: 1}}", "cluster policy field resources.requets: unknown field; did you mean requests?"},
 		{"resources: {claims: [{name: a}, {nmae: b}]}", "cluster policy field resources.claims[1].nmae: unknown field; did you mean name?"},
 		{"agentLimits: {maxLineByte: 3}", "cluster policy field agentLimits.maxLineByte: unknown field; did you mean maxLineBytes?"},
@@ -102,6 +102,9 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"upstreamCA: fluentd-ca/", `cluster policy field upstreamCA: got "fluentd-ca/": "" is not a Secret key`},
 		{"upstreamSharedKey: Forward", `cluster policy field upstreamSharedKey: got "Forward": "Forward" is not a Secret name; want <secret> (key shared_key) or <secret>/<key>`},
 		{"upstreamTLS: yes please", "cluster policy: error unmarshaling JSON"},
+		{"upstreamMode: Message", `cluster policy field upstreamMode: got "Message", want "PackedForward" or "Forward"`},
+		{"upstreamCompression: zstd", `cluster policy field upstreamCompression: got "zstd", want "none" or "gzip"`},
+		{"upstreamMode: Forward\nupstreamCompression: gzip", "cluster policy field upstreamCompression: gzip compresses PackedForward messages (CompressedPackedForward); upstreamMode Forward cannot be compressed"},
 		{"resources: {limits: {gpu: 1}}", "cluster policy field resources.limits.gpu: unknown resource: want cpu, memory or ephemeral-storage"},
 		{"resources: {requests: {cpu: 0}}", "cluster policy field resources.requests.cpu: got 0, want more than zero"},
 		{"resources: {requests: {cpu: 2}, limits: {cpu: 1}}", "cluster policy field resources.requests.cpu: 2 is more than the limit 1"},

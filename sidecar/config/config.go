@@ -40,6 +40,15 @@ const (
 	CompressionGzip = "gzip" // CompressedPackedForward mode
 )
 
+// Message modes of the forward protocol: how a batch's entries travel.
+const (
+	// ModePackedForward sends the entries as one binary string: the agent writes the batch as
+	// it encoded it. The default; Fluentd, Fluent Bit and the OpenTelemetry receiver read it.
+	ModePackedForward = "PackedForward"
+	// ModeForward sends the entries as an array, for receivers that read only that mode.
+	ModeForward = "Forward"
+)
+
 // Multiline presets: the first line of a record in each language's usual log and stack-trace
 // format. The regexes live with the joiner (sidecar/multiline); these are only the names.
 var MultilinePresets = []string{"java", "python", "go", "ruby"}
@@ -98,7 +107,10 @@ type Upstream struct {
 	// SharedKeyFile is a file holding the forward protocol's shared key (HELO/PING/PONG
 	// authentication); empty for none.
 	SharedKeyFile string `json:"sharedKeyFile,omitempty"`
-	// Compression is CompressionNone (PackedForward, default) or CompressionGzip.
+	// Mode is ModePackedForward (default) or ModeForward.
+	Mode string `json:"mode,omitempty"`
+	// Compression is CompressionNone (default) or CompressionGzip, which makes PackedForward
+	// CompressedPackedForward.
 	Compression string `json:"compression,omitempty"`
 	// AckTimeout is how long to wait for a chunk's acknowledgement before resending it on a new
 	// connection. Default 30s.
@@ -170,6 +182,35 @@ func Decode(r io.Reader) (*Config, error) {
 	return &c, nil
 }
 
+// Validate reports the first thing wrong with the upstream's servers, mode and compression.
+// Config.Validate calls it; the forward client does too, for an Upstream built in code.
+func (u *Upstream) Validate() error {
+	if len(u.Servers) == 0 {
+		return errors.New("upstream.servers: at least one host:port is required")
+	}
+	for i, s := range u.Servers {
+		if err := CheckHostPort(s); err != nil {
+			return fmt.Errorf("upstream.servers[%d]: %w", i, err)
+		}
+	}
+	switch u.Compression {
+	case "", CompressionNone, CompressionGzip:
+	default:
+		return fmt.Errorf("upstream.compression: got %q, want %q or %q", u.Compression, CompressionNone, CompressionGzip)
+	}
+	switch u.Mode {
+	case "", ModePackedForward:
+	case ModeForward:
+		if u.Compression == CompressionGzip {
+			return fmt.Errorf("upstream.mode: %s entries cannot be compressed (gzip is CompressedPackedForward): use mode %s or compression %s",
+				ModeForward, ModePackedForward, CompressionNone)
+		}
+	default:
+		return fmt.Errorf("upstream.mode: got %q, want %q or %q", u.Mode, ModePackedForward, ModeForward)
+	}
+	return nil
+}
+
 // Parse is Decode of a byte slice.
 func Parse(b []byte) (*Config, error) { return Decode(bytes.NewReader(b)) }
 
@@ -186,6 +227,7 @@ func (c *Config) setDefaults() {
 	l.MaxFiles = cmp.Or(l.MaxFiles, d.MaxFiles)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, Duration(DefaultDrainTimeout))
 	u := &c.Upstream
+	u.Mode = cmp.Or(u.Mode, ModePackedForward)
 	u.Compression = cmp.Or(u.Compression, CompressionNone)
 	u.AckTimeout = cmp.Or(u.AckTimeout, Duration(DefaultAckTimeout))
 	u.DialTimeout = cmp.Or(u.DialTimeout, Duration(DefaultDialTimeout))
@@ -240,18 +282,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if len(c.Upstream.Servers) == 0 {
-		return errors.New("upstream.servers: at least one host:port is required")
-	}
-	for i, s := range c.Upstream.Servers {
-		if err := CheckHostPort(s); err != nil {
-			return fmt.Errorf("upstream.servers[%d]: %w", i, err)
-		}
-	}
-	switch c.Upstream.Compression {
-	case "", CompressionNone, CompressionGzip:
-	default:
-		return fmt.Errorf("upstream.compression: got %q, want %q or %q", c.Upstream.Compression, CompressionNone, CompressionGzip)
+	if err := c.Upstream.Validate(); err != nil {
+		return err
 	}
 	if field := c.Limits.Negative(); field != "" {
 		return fmt.Errorf("limits.%s: must not be negative", field)

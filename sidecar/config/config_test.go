@@ -21,6 +21,7 @@ func TestDecodeFillsDefaults(t *testing.T) {
 		Inputs:  []Input{{Container: "app", Paths: []string{"/var/log/app/*.log"}, Parser: ParserNone}},
 		Upstream: Upstream{
 			Servers:     []string{"fluentd.logging:24224"},
+			Mode:        ModePackedForward,
 			Compression: CompressionNone,
 			AckTimeout:  Duration(DefaultAckTimeout),
 			DialTimeout: Duration(DefaultDialTimeout),

@@ -14,6 +14,7 @@
 package forward
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -133,21 +134,11 @@ type clientMetrics struct {
 // CA and shared-key files now, so that a wrong path is an error at start-up. Zero durations and
 // an empty compression take the config package's defaults; reg and log may be nil.
 func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.Logger, opts ...Option) (*Client, error) {
-	if len(cfg.Servers) == 0 {
-		return nil, errors.New("upstream.servers: at least one host:port is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	for i, s := range cfg.Servers {
-		if err := config.CheckHostPort(s); err != nil {
-			return nil, fmt.Errorf("upstream.servers[%d]: %w", i, err)
-		}
-	}
-	switch cfg.Compression {
-	case "":
-		cfg.Compression = config.CompressionNone
-	case config.CompressionNone, config.CompressionGzip:
-	default:
-		return nil, fmt.Errorf("upstream.compression: got %q, want %q or %q", cfg.Compression, config.CompressionNone, config.CompressionGzip)
-	}
+	cfg.Mode = cmp.Or(cfg.Mode, config.ModePackedForward)
+	cfg.Compression = cmp.Or(cfg.Compression, config.CompressionNone)
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = config.Duration(config.DefaultAckTimeout)
 	}

@@ -194,15 +194,16 @@ func checkAll(t *testing.T, events []forwardtest.Event, batches, n int) {
 
 func TestDelivery(t *testing.T) {
 	for _, tt := range []struct {
-		compression, mode string
+		mode, compression, want string
 	}{
-		{config.CompressionNone, forwardtest.ModePackedForward},
-		{"", forwardtest.ModePackedForward},
-		{config.CompressionGzip, forwardtest.ModeCompressedPackedForward},
+		{"", config.CompressionNone, forwardtest.ModePackedForward},
+		{"", "", forwardtest.ModePackedForward},
+		{config.ModePackedForward, config.CompressionGzip, forwardtest.ModeCompressedPackedForward},
+		{config.ModeForward, "", forwardtest.ModeForward},
 	} {
-		t.Run("compression="+tt.compression, func(t *testing.T) {
+		t.Run("mode="+tt.mode+",compression="+tt.compression, func(t *testing.T) {
 			srv := startServer(t, forwardtest.Options{})
-			c := newClient(t, []string{srv.Addr()}, 4, func(u *config.Upstream) { u.Compression = tt.compression })
+			c := newClient(t, []string{srv.Addr()}, 4, func(u *config.Upstream) { u.Mode, u.Compression = tt.mode, tt.compression })
 			var acks ackLog
 			for i := range 6 {
 				if err := c.Send(ctx(t), batch(i, 5, acks.add)); err != nil {
@@ -221,8 +222,8 @@ func TestDelivery(t *testing.T) {
 			}
 			checkAll(t, events, 6, 5)
 			for _, e := range events {
-				if e.Mode != tt.mode {
-					t.Fatalf("mode %s, want %s", e.Mode, tt.mode)
+				if e.Mode != tt.want {
+					t.Fatalf("mode %s, want %s", e.Mode, tt.want)
 				}
 			}
 			for name, want := range map[string]uint64{
@@ -661,6 +662,8 @@ func TestNewErrors(t *testing.T) {
 		{config.Upstream{}, nil, "upstream.servers: at least one"},
 		{config.Upstream{Servers: []string{"nohost"}}, nil, "upstream.servers[0]"},
 		{config.Upstream{Servers: ok, Compression: "zstd"}, nil, `upstream.compression: got "zstd"`},
+		{config.Upstream{Servers: ok, Mode: "Message"}, nil, `upstream.mode: got "Message", want "PackedForward" or "Forward"`},
+		{config.Upstream{Servers: ok, Mode: config.ModeForward, Compression: config.CompressionGzip}, nil, `upstream.mode: Forward entries cannot be compressed`},
 		{config.Upstream{Servers: ok, TLS: &config.TLS{CAFile: filepath.Join(dir, "missing")}}, nil, "upstream.tls.caFile"},
 		{config.Upstream{Servers: ok, TLS: &config.TLS{CAFile: notPEM}}, nil, "holds no PEM certificate"},
 		{config.Upstream{Servers: ok, SharedKeyFile: filepath.Join(dir, "missing")}, nil, "upstream.sharedKeyFile"},

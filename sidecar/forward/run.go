@@ -317,8 +317,10 @@ func (c *Client) writeUnsent(cn *conn) error {
 	}
 }
 
-// write writes p as a PackedForward or CompressedPackedForward message:
-// [tag, entries (bin), {"size": count, "chunk": id[, "compressed": "gzip"]}].
+// write writes p as a PackedForward or CompressedPackedForward message,
+// [tag, entries (bin), {"size": count, "chunk": id[, "compressed": "gzip"]}], or as a Forward
+// message, [tag, [entry...], {"size": count, "chunk": id}]. The entries are the same bytes
+// either way: only their header differs.
 func (c *Client) write(cn *conn, p *pending) error {
 	if p.payload == nil {
 		p.payload = p.b.Entries
@@ -332,7 +334,11 @@ func (c *Client) write(cn *conn, p *pending) error {
 	}
 	cn.hdr = msgpack.AppendArrayHeader(cn.hdr[:0], 3)
 	cn.hdr = msgpack.AppendString(cn.hdr, p.b.Tag)
-	cn.hdr = msgpack.AppendBinaryHeader(cn.hdr, len(p.payload))
+	if c.cfg.Mode == config.ModeForward {
+		cn.hdr = msgpack.AppendArrayHeader(cn.hdr, p.b.Count)
+	} else {
+		cn.hdr = msgpack.AppendBinaryHeader(cn.hdr, len(p.payload))
+	}
 	gz := c.cfg.Compression == config.CompressionGzip
 	n := 2
 	if gz {
