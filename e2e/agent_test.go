@@ -37,7 +37,8 @@ var (
 )
 
 // binary returns the path of a sidelog binary ("sidelog" or "sidelog-agent"): $SIDELOG_BIN's when
-// set (make e2e sets it after make build), else one built once for this test run.
+// set (make e2e sets it after make build), else one built once for this test run as make build
+// builds it (static, stripped).
 func binary(t testing.TB, name string) string {
 	t.Helper()
 	if dir := os.Getenv("SIDELOG_BIN"); dir != "" {
@@ -49,7 +50,7 @@ func binary(t testing.TB, name string) string {
 			return
 		}
 		for _, cmd := range []string{"sidelog", "sidelog-agent"} {
-			b := exec.Command("go", "build", "-o", filepath.Join(binDir, cmd), "./cmd/"+cmd)
+			b := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(binDir, cmd), "./cmd/"+cmd)
 			b.Dir = ".."
 			b.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := b.CombinedOutput(); err != nil {
@@ -248,8 +249,14 @@ func logPod(dir string, annotations map[string]string) *corev1.Pod {
 // on this machine (a pod has its own network namespace; these processes share one).
 func inject(t testing.TB, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
+	return injectWith(t, pod, "")
+}
+
+// injectWith is inject with more of the cluster policy (YAML fields).
+func injectWith(t testing.TB, pod *corev1.Pod, policyFields string) *corev1.Pod {
+	t.Helper()
 	_, port := splitHostPort(t, freeAddr(t))
-	policy, err := injector.ParsePolicy(fmt.Appendf(nil, "metricsPort: %d\n", port))
+	policy, err := injector.ParsePolicy(fmt.Appendf(nil, "metricsPort: %d\n%s", port, policyFields))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,6 +418,39 @@ func TestAgentShipsEverythingToTheOpenTelemetryReceiver(t *testing.T) {
 	}
 	if len(audit) != 1 || audit[0].Log != `{"user":"ann","action":"refund"}` {
 		t.Errorf("audit records = %+v, want the one JSON line as written", audit)
+	}
+}
+
+// TestAgentMessageModes: every message mode the cluster policy can choose reaches the
+// OpenTelemetry receiver whole, with acknowledgements.
+func TestAgentMessageModes(t *testing.T) {
+	for _, mode := range []struct{ name, policy string }{
+		{"PackedForward", "upstreamMode: PackedForward"},
+		{"CompressedPackedForward", "upstreamMode: PackedForward\nupstreamCompression: gzip"},
+		{"Forward", "upstreamMode: Forward"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			dir := t.TempDir()
+			recv := startReceiver(t)
+			pod := injectWith(t, logPod(dir, map[string]string{
+				"sidelog.io/tail.app": dir + "/app.log",
+				"sidelog.io/upstream": recv.Addr,
+			}), mode.policy+"\n")
+			agent := runInjectedAgent(t, pod, map[string]string{"logs": dir})
+			want := numbered(mode.name, 0, 3000)
+			appendFile(t, filepath.Join(dir, "app.log"), want...)
+			recv.wait(t, len(want))
+			if err := agent.stop(t); err != nil {
+				t.Fatalf("agent exit after SIGTERM = %v, want 0\n%s", err, agent.output)
+			}
+			var got []string
+			for _, r := range recv.records() {
+				got = append(got, r.Log)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("records, lost (-) or duplicated (+):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -50,6 +50,7 @@ func newConfig(upstream string, inputs ...config.Input) *config.Config {
 }
 
 type running struct {
+	agent  *Agent
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -61,7 +62,7 @@ func start(t *testing.T, cfg *config.Config, stateDir string) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
+	r := &running{agent: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -222,6 +223,9 @@ func TestEveryLineArrivesAcrossRotationAndDrain(t *testing.T) {
 	}
 	if api[1]["log"] != "not json" {
 		t.Errorf("a line that is not JSON: record = %v, want it kept as log", api[1])
+	}
+	if n := r.agent.parseErrors.Value(); n != 1 {
+		t.Errorf("parse errors counted: %d, want 1 (the line that is not JSON)", n)
 	}
 }
 
