@@ -16,12 +16,14 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sidelog/sidelog/injector"
 	"github.com/sidelog/sidelog/sidecar/config"
@@ -330,4 +332,70 @@ func metricValue(exposition, series string) (float64, bool) {
 func withKind(p *corev1.Pod) *corev1.Pod {
 	p.APIVersion, p.Kind = "v1", "Pod"
 	return p
+}
+
+// TestReinvocation: a webhook that runs after sidelog's and opts a pod in (a policy engine
+// turning sidelog.io/inject to "true") still gets the pod injected, because the API server calls
+// sidelog again on the changed pod (reinvocationPolicy IfNeeded); with Never it would not be.
+func TestReinvocation(t *testing.T) {
+	hook := webhook.Configuration("sidelog", ownNS, webhook.ServiceClientConfig(ownNS, "sidelog-webhook", nil))
+	env, cfg := controlPlane(t, hook)
+	wo := env.WebhookInstallOptions
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	createNamespace(t, cs, "team", true, nil)
+	startWebhook(t, cfg, webhook.Options{
+		Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir,
+		PolicyFile: writePolicy(t, admissionPolicy),
+	})
+
+	// The opt-in webhook, served with envtest's certificate on a port of its own. Its
+	// configuration's name sorts after sidelog's, so the API server calls it second.
+	addr := freeAddr(t)
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second, Handler: &admission.Webhook{
+		Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+			var pod corev1.Pod
+			if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+				return admission.Errored(http.StatusBadRequest, err)
+			}
+			if pod.Annotations[injector.AnnotationInject] == "true" {
+				return admission.Allowed("")
+			}
+			pod.Annotations[injector.AnnotationInject] = "true"
+			raw, err := json.Marshal(&pod)
+			if err != nil {
+				return admission.Errored(http.StatusInternalServerError, err)
+			}
+			return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+		}),
+	}}
+	go func() {
+		_ = srv.ListenAndServeTLS(filepath.Join(wo.LocalServingCertDir, "tls.crt"), filepath.Join(wo.LocalServingCertDir, "tls.key"))
+	}()
+	t.Cleanup(func() { srv.Close() })
+	optIn := webhook.Configuration("zz-opt-in", ownNS, admissionregistrationv1.WebhookClientConfig{})
+	w := &optIn.Webhooks[0]
+	w.Name = "opt-in.example.com"
+	url := "https://" + addr + "/opt-in"
+	w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: wo.LocalServingCAData}
+	never := admissionregistrationv1.NeverReinvocationPolicy
+	w.ReinvocationPolicy = &never
+	ctx := context.Background()
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, optIn, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Opted out when sidelog first sees it; opted in by the webhook after it.
+	pod := appPod("opted-in-later", tail(injector.AnnotationInject, "false"))
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	eventually(t, 60*time.Second, "the API server to call both webhooks and inject the pod", func() error {
+		created, err := cs.CoreV1().Pods("team").Create(ctx, pod, dryRun)
+		if err != nil {
+			return err
+		}
+		if created.Annotations[injector.AnnotationInject] != "true" {
+			return fmt.Errorf("the opt-in webhook was not called yet: annotations %v", created.Annotations)
+		}
+		_, err = agentOf(created)
+		return err
+	})
 }

@@ -27,10 +27,12 @@ var MatchCondition = admissionregistrationv1.MatchCondition{
 //
 // failurePolicy is Fail because a pod that asked for its logs to be shipped must not start
 // without the agent; the namespaceSelector confines that risk to opted-in namespaces.
-// reinvocationPolicy IfNeeded calls the injector again when a later webhook changed the pod, so a
-// pod that such a webhook annotated (a policy engine adding sidelog.io/tail) still gets the
-// agent. A pod injected already is returned unchanged (the injector is idempotent): volumes a
-// later webhook adds are not mounted into the agent.
+// reinvocationPolicy IfNeeded calls the injector again when a later webhook changed a pod it was
+// called for, so that it decides on the final annotations: a pod a later webhook opted in
+// (sidelog.io/inject turned to "true") gets the agent then, and a pod injected already comes
+// back unchanged (the injector is idempotent; volumes a later webhook adds are not mounted into
+// the agent). The API server reinvokes only webhooks it called in the first round: a pod with
+// no sidelog.io/ annotation then (MatchCondition) is never sent to sidelog.
 func Configuration(name, namespace string, clientConfig admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
