@@ -799,6 +799,13 @@ func (in *Input) openCandidate(c *candidate, now time.Time) {
 // match returns the index of the known entry that the file (id, r, size) is, or -1. Entries on
 // the same inode are tried first, so that two files starting with the same bytes each get
 // their own position.
+//
+// A file on another inode is taken for a remembered one by its first bytes alone, as a copy
+// (copytruncate, or a rotation by copy while the agent was down) would be. Not when the
+// remembered file's own inode is still found by the globs: then the other file only starts
+// like it (a common header), and resuming it at the remembered offset would skip its first
+// lines. Truncated content is the exception: its inode lives on, truncated, and its copy is
+// exactly what it waits for.
 func (in *Input) match(ident fingerprint.Identity, r io.ReaderAt, size int64) int {
 	n := len(in.fpBuf)
 	for pass := 0; pass < 2; pass++ {
@@ -806,6 +813,9 @@ func (in *Input) match(ident fingerprint.Identity, r io.ReaderAt, size int64) in
 			// A fingerprint longer than ours (FingerprintSize was larger in the last run) cannot
 			// be checked with our buffer; that file is read again from its start.
 			if (k.ID == ident.ID) != (pass == 0) || int64(k.Fingerprint.Len) > size || k.Fingerprint.Len > n {
+				continue
+			}
+			if pass == 1 && k.truncated == nil && in.seen[k.ID] {
 				continue
 			}
 			if k.Fingerprint.Len == ident.Fingerprint.Len && k.Fingerprint.Full(n) {

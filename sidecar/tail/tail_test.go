@@ -767,6 +767,27 @@ func TestScanInterval(t *testing.T) {
 // TestSameFirstBytes: two different files that start with the same FingerprintSize bytes look
 // like a file and its copy; the second waits RotateWait for a truncation that never comes and
 // is then read whole.
+// TestSameFirstBytesAsAParkedFile: a new file that starts like one closed to make room (a common
+// header longer than the fingerprint) is another file, read from its start, not the parked one
+// resumed at its offset.
+func TestSameFirstBytesAsAParkedFile(t *testing.T) {
+	dir := t.TempDir()
+	header := strings.Repeat("#", 100) + "\n"
+	writeFile(t, dir+"/a.log", header+numbered("a", 0, 20))
+	writeFile(t, dir+"/b.log", numbered("b", 0, 20))
+	s := &sink{}
+	in := newInput(t, Options{Paths: []string{dir + "/*.log"}, MaxFiles: 2, FingerprintSize: 64}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	appendFile(t, dir+"/b.log", numbered("b", 20, 30)) // b.log stays busy: a.log makes room
+	writeFile(t, dir+"/c.log", header+numbered("c", 0, 5))
+	for range 3 {
+		pollAll(t, in, c.advance(DefaultRotateWait))
+	}
+	equal(t, "c.log", s.byPath(dir+"/c.log"), append([]string{header[:100]}, split(numbered("c", 0, 5))...))
+	equal(t, "a.log", s.byPath(dir+"/a.log"), append([]string{header[:100]}, split(numbered("a", 0, 20))...))
+}
+
 func TestSameFirstBytes(t *testing.T) {
 	dir := t.TempDir()
 	header := strings.Repeat("#", 100) + "\n"
