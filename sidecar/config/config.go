@@ -166,7 +166,14 @@ const (
 
 // Decode reads one document strictly, fills in defaults and validates it. Errors name the field.
 func Decode(r io.Reader) (*Config, error) {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading agent config: %w", err)
+	}
+	if err := checkKeys(data); err != nil {
+		return nil, fmt.Errorf("decoding agent config: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var c Config
 	if err := dec.Decode(&c); err != nil {

@@ -74,6 +74,10 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{"numeric duration", strings.Replace(minimal, `"version"`, `"drainTimeout":5,"version"`, 1), `duration must be a string`},
 		{"negative", strings.Replace(minimal, `"version"`, `"limits":{"batchBytes":-1},"version"`, 1), "limits.batchBytes: must not be negative"},
 		{"two documents", minimal + minimal, "more than one JSON document"},
+		{"other capitals", strings.Replace(minimal, `"version"`, `"Version"`, 1), "Version: unknown field; did you mean version? (names are case-sensitive)"},
+		{"other capitals, nested", strings.Replace(minimal, `"container":"app"`, `"container":"app","multiline":{"Preset":"go"}`, 1), "inputs[0].multiline.Preset: unknown field; did you mean inputs[0].multiline.preset?"},
+		{"key twice", strings.Replace(minimal, `"version"`, `"upstream":{"servers":["a:1"]},"version"`, 1), "upstream: appears twice in one object"},
+		{"key twice, nested", strings.Replace(minimal, `"container":"app"`, `"container":"app","container":"api"`, 1), "inputs[0].container: appears twice in one object"},
 		{"duplicate container", strings.Replace(minimal, `]}],`, `]},{"container":"app","paths":["/x"]}],`, 1), `inputs[1].container: "app" appears twice`},
 	}
 	for _, tt := range tests {
