@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -13,14 +14,21 @@ import (
 // for the field and keep the last of the second, silently; the agent's configuration is decoded
 // strictly. Unknown keys and syntax errors are left to the decoder, which names them.
 func checkKeys(data []byte) error {
-	return walkKeys(json.NewDecoder(bytes.NewReader(data)), reflect.TypeFor[Config](), "")
+	err := walkKeys(json.NewDecoder(bytes.NewReader(data)), reflect.TypeFor[Config](), "")
+	if errors.Is(err, errSyntax) {
+		return nil
+	}
+	return err
 }
+
+// errSyntax stops the walk at a document that is not JSON.
+var errSyntax = errors.New("not JSON")
 
 // walkKeys checks the next value of dec, which decodes into t (nil: not known), at path.
 func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 	tok, err := dec.Token()
 	if err != nil {
-		return nil
+		return errSyntax
 	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -40,7 +48,7 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 		for dec.More() {
 			kt, err := dec.Token()
 			if err != nil {
-				return nil
+				return errSyntax
 			}
 			key, _ := kt.(string)
 			field := path + key
@@ -67,7 +75,9 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 				return err
 			}
 		}
-		_, _ = dec.Token()
+		if _, err := dec.Token(); err != nil {
+			return errSyntax
+		}
 	case json.Delim('['):
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
@@ -78,7 +88,9 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 				return err
 			}
 		}
-		_, _ = dec.Token()
+		if _, err := dec.Token(); err != nil {
+			return errSyntax
+		}
 	}
 	return nil
 }
