@@ -246,7 +246,10 @@ func (p *Policy) complete() (*Policy, error) {
 	}
 	d := DefaultPolicy()
 	c := *p
-	c.Upstream = slices.Clone(p.Upstream)
+	c.Upstream = nil // "upstream: []" is no upstream, as an absent field is
+	if len(p.Upstream) > 0 {
+		c.Upstream = slices.Clone(p.Upstream)
+	}
 	c.AllowPodOverride = slices.Clone(p.AllowPodOverride)
 	c.Resources = *p.Resources.DeepCopy()
 	c.AgentImage = cmp.Or(c.AgentImage, d.AgentImage)
