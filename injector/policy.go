@@ -303,18 +303,8 @@ func (p *Policy) validate() error {
 			return bad("upstream", "%v", err)
 		}
 	}
-	switch p.UpstreamMode {
-	case "", config.ModePackedForward, config.ModeForward:
-	default:
-		return bad("upstreamMode", "got %q, want %q or %q", p.UpstreamMode, config.ModePackedForward, config.ModeForward)
-	}
-	switch p.UpstreamCompression {
-	case "", config.CompressionNone, config.CompressionGzip:
-	default:
-		return bad("upstreamCompression", "got %q, want %q or %q", p.UpstreamCompression, config.CompressionNone, config.CompressionGzip)
-	}
-	if p.UpstreamMode == config.ModeForward && p.UpstreamCompression == config.CompressionGzip {
-		return bad("upstreamCompression", "gzip compresses PackedForward messages (CompressedPackedForward); upstreamMode %s cannot be compressed", config.ModeForward)
+	if field, err := config.CheckMessage(p.UpstreamMode, p.UpstreamCompression); err != nil {
+		return bad(map[string]string{"mode": "upstreamMode", "compression": "upstreamCompression"}[field], "%v", err)
 	}
 	if p.UpstreamServerName != "" {
 		if _, err := parseServerName(p.UpstreamServerName); err != nil {

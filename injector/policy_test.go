@@ -104,7 +104,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"upstreamTLS: yes please", "cluster policy: error unmarshaling JSON"},
 		{"upstreamMode: Message", `cluster policy field upstreamMode: got "Message", want "PackedForward" or "Forward"`},
 		{"upstreamCompression: zstd", `cluster policy field upstreamCompression: got "zstd", want "none" or "gzip"`},
-		{"upstreamMode: Forward\nupstreamCompression: gzip", "cluster policy field upstreamCompression: gzip compresses PackedForward messages (CompressedPackedForward); upstreamMode Forward cannot be compressed"},
+		{"upstreamMode: Forward\nupstreamCompression: gzip", "cluster policy field upstreamMode: Forward entries cannot be compressed (gzip is CompressedPackedForward): use mode PackedForward or compression none"},
 		{"resources: {limits: {gpu: 1}}", "cluster policy field resources.limits.gpu: unknown resource: want cpu, memory or ephemeral-storage"},
 		{"resources: {requests: {cpu: 0}}", "cluster policy field resources.requests.cpu: got 0, want more than zero"},
 		{"resources: {requests: {cpu: 2}, limits: {cpu: 1}}", "cluster policy field resources.requests.cpu: 2 is more than the limit 1"},

@@ -39,8 +39,8 @@ const (
 // upstreamSecurity is how the agent connects to the upstream.
 type upstreamSecurity struct {
 	tls        bool
-	serverName string     // empty: the host of each address
-	ca         *secretRef // nil: the system roots
+	serverName string     // empty: the host of each address; always empty without tls
+	ca         *secretRef // nil: the system roots; always nil without tls
 	sharedKey  *secretRef // nil: no authentication
 }
 
@@ -126,9 +126,7 @@ func upstreamVolumes(sec upstreamSecurity) ([]corev1.Volume, []corev1.VolumeMoun
 		}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: dir, ReadOnly: true})
 	}
-	if sec.tls {
-		add(UpstreamCAVolume, UpstreamCADir, sec.ca)
-	}
+	add(UpstreamCAVolume, UpstreamCADir, sec.ca)
 	add(SharedKeyVolume, SharedKeyDir, sec.sharedKey)
 	return vols, mounts
 }

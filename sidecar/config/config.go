@@ -200,22 +200,31 @@ func (u *Upstream) Validate() error {
 			return fmt.Errorf("upstream.servers[%d]: %w", i, err)
 		}
 	}
-	switch u.Compression {
+	if field, err := CheckMessage(u.Mode, u.Compression); err != nil {
+		return fmt.Errorf("upstream.%s: %w", field, err)
+	}
+	return nil
+}
+
+// CheckMessage checks a message mode and a compression ("" is the default of each) and names
+// the one at fault: "mode" or "compression".
+func CheckMessage(mode, compression string) (field string, err error) {
+	switch compression {
 	case "", CompressionNone, CompressionGzip:
 	default:
-		return fmt.Errorf("upstream.compression: got %q, want %q or %q", u.Compression, CompressionNone, CompressionGzip)
+		return "compression", fmt.Errorf("got %q, want %q or %q", compression, CompressionNone, CompressionGzip)
 	}
-	switch u.Mode {
+	switch mode {
 	case "", ModePackedForward:
 	case ModeForward:
-		if u.Compression == CompressionGzip {
-			return fmt.Errorf("upstream.mode: %s entries cannot be compressed (gzip is CompressedPackedForward): use mode %s or compression %s",
+		if compression == CompressionGzip {
+			return "mode", fmt.Errorf("%s entries cannot be compressed (gzip is CompressedPackedForward): use mode %s or compression %s",
 				ModeForward, ModePackedForward, CompressionNone)
 		}
 	default:
-		return fmt.Errorf("upstream.mode: got %q, want %q or %q", u.Mode, ModePackedForward, ModeForward)
+		return "mode", fmt.Errorf("got %q, want %q or %q", mode, ModePackedForward, ModeForward)
 	}
-	return nil
+	return "", nil
 }
 
 // Parse is Decode of a byte slice.
