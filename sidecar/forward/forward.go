@@ -34,6 +34,65 @@ import (
 	"github.com/sidelog/sidelog/sidecar/metrics"
 )
 
+// credentials are what a connection needs from files: the CAs to trust and the shared key.
+type credentials struct {
+	tls       *tls.Config // nil without TLS
+	sharedKey []byte      // nil without authentication
+}
+
+// loadCredentials reads the files of cfg.
+func loadCredentials(cfg config.Upstream) (*credentials, error) {
+	cr := &credentials{}
+	if t := cfg.TLS; t != nil {
+		cr.tls = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         t.ServerName,
+			InsecureSkipVerify: t.InsecureSkipVerify, // config documents it as for tests only
+		}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("upstream.tls.caFile: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("upstream.tls.caFile: %s holds no PEM certificate", t.CAFile)
+			}
+			cr.tls.RootCAs = pool
+		}
+	}
+	if cfg.SharedKeyFile != "" {
+		key, err := os.ReadFile(cfg.SharedKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream.sharedKeyFile: %w", err)
+		}
+		// Secrets written by hand usually end with a newline that is not part of the key.
+		key = []byte(strings.TrimRight(string(key), "\r\n"))
+		if len(key) == 0 {
+			return nil, fmt.Errorf("upstream.sharedKeyFile: %s is empty", cfg.SharedKeyFile)
+		}
+		cr.sharedKey = key
+	}
+	return cr, nil
+}
+
+// credentials reads the CA bundle and the shared key again, for a new connection: a rotated
+// Secret (the kubelet rewrites a mounted Secret's files) then takes effect without a restart.
+// New refused files it could not read; a file that cannot be read later, mid-update perhaps,
+// leaves the last good credentials in use, with a warning.
+func (c *Client) credentials() *credentials {
+	if c.cfg.TLS == nil && c.cfg.SharedKeyFile == "" {
+		return c.creds.Load()
+	}
+	cr, err := loadCredentials(c.cfg)
+	if err != nil {
+		c.log.Warn("rereading the upstream credentials failed; using the last ones read", "err", err)
+		return c.creds.Load()
+	}
+	c.creds.Store(cr)
+	return cr
+}
+
 // Batch is one forward-protocol message: entries of one tag, already encoded by record.Encoder.
 type Batch struct {
 	Tag string
@@ -79,13 +138,12 @@ func WithFailback(d time.Duration) Option { return func(o *options) { o.failback
 // Client sends batches to the upstream servers. Send, Drain and Run may be called from different
 // goroutines; Run must run for anything to be sent.
 type Client struct {
-	cfg       config.Upstream
-	opts      options
-	limit     int
-	tls       *tls.Config // nil without TLS
-	sharedKey []byte      // nil without authentication
-	log       *slog.Logger
-	m         clientMetrics
+	cfg   config.Upstream
+	opts  options
+	limit int
+	creds atomic.Pointer[credentials]
+	log   *slog.Logger
+	m     clientMetrics
 
 	// slots holds one token per batch given to Send and not yet reported acknowledged.
 	slots chan struct{}
@@ -181,36 +239,11 @@ func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.
 	if c.opts.minBackoff <= 0 || c.opts.maxBackoff < c.opts.minBackoff {
 		return nil, fmt.Errorf("backoff: want 0 < min <= max, got %s and %s", c.opts.minBackoff, c.opts.maxBackoff)
 	}
-	if t := cfg.TLS; t != nil {
-		c.tls = &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			ServerName:         t.ServerName,
-			InsecureSkipVerify: t.InsecureSkipVerify, // config documents it as for tests only
-		}
-		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("upstream.tls.caFile: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("upstream.tls.caFile: %s holds no PEM certificate", t.CAFile)
-			}
-			c.tls.RootCAs = pool
-		}
+	creds, err := loadCredentials(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.SharedKeyFile != "" {
-		key, err := os.ReadFile(cfg.SharedKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream.sharedKeyFile: %w", err)
-		}
-		// Secrets written by hand usually end with a newline that is not part of the key.
-		key = []byte(strings.TrimRight(string(key), "\r\n"))
-		if len(key) == 0 {
-			return nil, fmt.Errorf("upstream.sharedKeyFile: %s is empty", cfg.SharedKeyFile)
-		}
-		c.sharedKey = key
-	}
+	c.creds.Store(creds)
 	if _, err := rand.Read(c.chunkPrefix[:]); err != nil {
 		return nil, fmt.Errorf("making chunk ids: %w", err)
 	}

@@ -516,6 +516,55 @@ func writeKey(t *testing.T, key string) string {
 	return p
 }
 
+// TestCredentialsRotate: a new shared key, written over the key file as the kubelet updates a
+// mounted Secret, is used from the next connection on; a key file caught empty mid-update leaves
+// the last good key in use.
+func TestCredentialsRotate(t *testing.T) {
+	srv := startServer(t, forwardtest.Options{SharedKey: "one"})
+	addr := srv.Addr()
+	keyFile := writeKey(t, "one")
+	c := newClient(t, []string{addr}, 4, func(u *config.Upstream) { u.SharedKeyFile = keyFile })
+	send := func(i int) {
+		t.Helper()
+		if err := c.Send(ctx(t), batch(i, 1, nil)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _, err := c.Drain(ctx(t)); b != 0 || err != nil {
+			t.Fatalf("Drain = %d, %v", b, err)
+		}
+	}
+	restart := func(key string) *forwardtest.Server {
+		t.Helper()
+		_ = srv.Close()
+		s := startServer(t, forwardtest.Options{Addr: addr, SharedKey: key})
+		return s
+	}
+	send(0)
+
+	// The aggregator and the Secret move to a new key.
+	if err := os.WriteFile(keyFile, []byte("two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv = restart("two")
+	send(1)
+	if n := srv.Count(); n != 1 {
+		t.Fatalf("%d entries reached the server with the new key, want 1", n)
+	}
+
+	// Caught empty while the kubelet rewrites it: the key read last still works.
+	if err := os.WriteFile(keyFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv = restart("two")
+	send(2)
+	if n := srv.Count(); n != 1 {
+		t.Fatalf("%d entries reached the server after the key file was emptied, want 1", n)
+	}
+	if !strings.Contains(c.log.String(), "rereading the upstream credentials failed; using the last ones read") {
+		t.Errorf("the log does not say the key file could not be read:\n%s", c.log.String())
+	}
+}
+
 func TestSharedKey(t *testing.T) {
 	t.Run("accepted", func(t *testing.T) {
 		srv := startServer(t, forwardtest.Options{SharedKey: "s3cret"})

@@ -24,7 +24,7 @@ func (e *authError) Error() string { return e.msg }
 //
 // It checks the server's digest too, so that a server that does not know the key cannot pose as
 // the aggregator. User authentication (a non-empty "auth" salt) is not supported.
-func (c *Client) handshake(cn *conn) error {
+func (c *Client) handshake(cn *conn, key []byte) error {
 	v, err := cn.r.Decode()
 	if err != nil {
 		return fmt.Errorf("waiting for the server's HELO (is shared-key authentication enabled on the server?): %w", err)
@@ -54,7 +54,7 @@ func (c *Client) handshake(cn *conn) error {
 	}
 	salt := hex.EncodeToString(raw[:])
 	host := c.opts.hostname
-	ping := []any{"PING", host, salt, digest(salt, host, nonce, c.sharedKey), "", ""}
+	ping := []any{"PING", host, salt, digest(salt, host, nonce, key), "", ""}
 	b, err := msgpack.AppendValue(nil, ping)
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func (c *Client) handshake(cn *conn) error {
 	if string(serverHost) == host {
 		return &authError{fmt.Sprintf("the server has the client's own hostname %q: the protocol forbids it (is the agent sending to itself?)", host)}
 	}
-	want := digest(salt, string(serverHost), nonce, c.sharedKey)
+	want := digest(salt, string(serverHost), nonce, key)
 	if subtle.ConstantTimeCompare(theirs, []byte(want)) != 1 {
 		return &authError{"the server's PONG digest does not match the shared key: it does not know the key of upstream.sharedKeyFile"}
 	}

@@ -67,7 +67,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		connected = true
 		c.m.connected[cn.addr].Set(1)
-		c.log.Info("connected to upstream", "server", cn.addr, "tls", c.tls != nil, "sharedKey", c.sharedKey != nil)
+		c.log.Info("connected to upstream", "server", cn.addr, "tls", c.cfg.TLS != nil, "sharedKey", c.cfg.SharedKeyFile != "")
 		next, progressed, err := c.serve(ctx, cn)
 		c.m.connected[cn.addr].Set(0)
 		_ = cn.Close()
@@ -176,8 +176,9 @@ func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {
 		}
 		return nil, err
 	}
-	if c.tls != nil {
-		conf := c.tls
+	cr := c.credentials()
+	if cr.tls != nil {
+		conf := cr.tls
 		if conf.ServerName == "" {
 			host, _, _ := net.SplitHostPort(addr)
 			conf = conf.Clone()
@@ -190,8 +191,8 @@ func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {
 		nc = tc
 	}
 	cn := &conn{Conn: nc, addr: addr, r: msgpack.NewReader(nc, maxServerMessage)}
-	if c.sharedKey != nil {
-		if err := c.handshake(cn); err != nil {
+	if cr.sharedKey != nil {
+		if err := c.handshake(cn, cr.sharedKey); err != nil {
 			return fail(err)
 		}
 	}
