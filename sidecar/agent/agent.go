@@ -9,12 +9,15 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -26,6 +29,11 @@ import (
 	"github.com/sidelog/sidelog/sidecar/record"
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
+
+// labelsInterval is how often the labels file is read again. The kubelet rewrites it when the
+// pod's labels change (a rollout tool relabelling pods, kubectl label); records read after that
+// carry the new labels.
+var labelsInterval = 5 * time.Second
 
 // checkpointInterval is how often acknowledged positions are written to the state directory. A
 // crash loses at most this much of acknowledged progress, which at-least-once turns into
@@ -58,6 +66,14 @@ type Agent struct {
 	parseErrors *metrics.Counter
 	saveErrors  *metrics.Counter
 
+	// pod is the identity records carry; podGen counts its changes, so that each file's
+	// encoder (which holds the identity pre-encoded) is rebuilt once after one. Both belong to
+	// the tail loop's goroutine, like labels and labelsRead.
+	pod        record.Pod
+	podGen     int
+	labels     []byte // the labels file as last read
+	labelsRead time.Time
+
 	// saved is what the last successful checkpoint save wrote, so that an agent with nothing new
 	// acknowledged does not rewrite and sync the same file every second. Used by one goroutine at
 	// a time: the checkpoint loop, then Run once the loop ended.
@@ -68,7 +84,7 @@ type Agent struct {
 // New builds an agent from a validated configuration and resumes from the checkpoint in
 // opts.StateDir, if there is one.
 func New(cfg *config.Config, opts Options) (*Agent, error) {
-	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry}
+	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, pod: opts.Pod}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -188,6 +204,7 @@ func (a *Agent) tailLoop(ctx, sendCtx context.Context) error {
 	defer timer.Stop()
 	for {
 		now := time.Now()
+		a.refreshLabels(now)
 		var read int64
 		for _, in := range a.inputs {
 			in.ctx, in.now = sendCtx, now
@@ -218,6 +235,37 @@ func (a *Agent) tailLoop(ctx, sendCtx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// refreshLabels reads the labels file again once labelsInterval has passed, and takes the pod's
+// new labels when it changed. A file that cannot be read or parsed leaves the labels as they
+// were, with a warning.
+func (a *Agent) refreshLabels(now time.Time) {
+	file := a.cfg.LabelsFile
+	if file == "" || now.Sub(a.labelsRead) < labelsInterval {
+		return
+	}
+	a.labelsRead = now
+	b, err := os.ReadFile(file)
+	if err != nil {
+		a.log.Warn("reading the pod's labels again; keeping the last ones", "file", file, "err", err)
+		return
+	}
+	if bytes.Equal(b, a.labels) {
+		return
+	}
+	labels, err := ParseLabels(b)
+	if err != nil {
+		a.log.Warn("reading the pod's labels again; keeping the last ones", "file", file, "err", err)
+		return
+	}
+	a.labels = b
+	if maps.Equal(labels, a.pod.Labels) {
+		return
+	}
+	a.pod.Labels = labels
+	a.podGen++
+	a.log.Info("the pod's labels changed: records read from now on carry the new ones", "labels", len(labels))
 }
 
 // sendContext returns the context of Send: it ends DrainTimeout after ctx does, so that the

@@ -345,3 +345,61 @@ func TestUnchangedCheckpointIsNotRewritten(t *testing.T) {
 		t.Errorf("a save with the same positions wrote the checkpoint again (stat: %v)", err)
 	}
 }
+
+// TestLabelsFollowThePod: the kubelet rewrites the labels file when the pod's labels change;
+// records read after that carry the new labels, and those read before keep the old ones.
+func TestLabelsFollowThePod(t *testing.T) {
+	old := labelsInterval
+	labelsInterval = 10 * time.Millisecond
+	t.Cleanup(func() { labelsInterval = old })
+
+	dir := t.TempDir()
+	labelsFile := filepath.Join(dir, "labels")
+	writeLabels := func(content string) {
+		// As the kubelet does: a new file put in place whole.
+		tmp := labelsFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, labelsFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeLabels(`app="web"` + "\n")
+	s := receiver(t)
+	appDir := filepath.Join(dir, "app")
+	if err := os.Mkdir(appDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newConfig(s.Addr(), config.Input{Container: "app", Paths: []string{appDir + "/*.log"}})
+	cfg.LabelsFile = labelsFile
+	r := start(t, cfg, t.TempDir())
+	appLog := filepath.Join(appDir, "app.log")
+	appendLines(t, appLog, "before the change")
+	wait(t, s, 1)
+
+	writeLabels(`app="web"` + "\n" + `track="canary"` + "\n")
+	labelsOf := func(e int) map[string]any {
+		k, _ := s.Events()[e].Record["kubernetes"].(map[string]any)
+		l, _ := k["labels"].(map[string]any)
+		return l
+	}
+	deadline := time.Now().Add(time.Minute)
+	for n := 1; ; n++ {
+		appendLines(t, appLog, fmt.Sprintf("after the change %d", n))
+		wait(t, s, int64(n+1))
+		if labelsOf(n)["track"] == "canary" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no record carries the new label a minute after the labels file changed: %v", labelsOf(n))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := labelsOf(0); len(l) != 1 || l["app"] != "web" {
+		t.Errorf("the record read before the change has labels %v, want only app=web", l)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}

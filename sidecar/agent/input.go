@@ -39,6 +39,7 @@ type input struct {
 // needs no map lookup.
 type fileState struct {
 	enc     *record.Encoder
+	gen     int // the Agent.podGen enc was built for
 	end     int64
 	inBatch bool
 }
@@ -50,8 +51,11 @@ func (in *input) Record(f *tail.File, rec []byte, end int64) {
 	}
 	st, _ := f.Meta.(*fileState)
 	if st == nil {
-		st = &fileState{enc: record.NewEncoder(in.agent.opts.Pod, in.cfg.Container, f.Path, in.cfg.Parser)}
+		st = &fileState{}
 		f.Meta = st
+	}
+	if st.enc == nil || st.gen != in.agent.podGen {
+		st.enc, st.gen = record.NewEncoder(in.agent.pod, in.cfg.Container, f.Path, in.cfg.Parser), in.agent.podGen
 	}
 	if in.count == 0 {
 		in.started = in.now

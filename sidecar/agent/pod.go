@@ -12,8 +12,8 @@ import (
 )
 
 // PodFromEnv reads the pod identity that the injector provides through the downward API: the
-// POD_* and NODE_NAME variables, and the labels file (read once: labels that change while the pod
-// runs are not seen until the agent restarts). A missing variable is an error naming it, because
+// POD_* and NODE_NAME variables, and the labels file (which the agent reads again while it runs:
+// see labelsInterval). A missing variable is an error naming it, because
 // records without their pod cannot be routed to their tenant.
 func PodFromEnv(getenv func(string) string, labelsFile string) (record.Pod, error) {
 	p := record.Pod{
