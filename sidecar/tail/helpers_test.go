@@ -46,6 +46,20 @@ func (s *sink) texts() []string {
 	return out
 }
 
+// byPrefix splits the texts of the records into those that start with prefix and the others.
+func (s *sink) byPrefix(prefix string) (match, rest []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.recs {
+		if strings.HasPrefix(r.text, prefix) {
+			match = append(match, r.text)
+		} else {
+			rest = append(rest, r.text)
+		}
+	}
+	return match, rest
+}
+
 // byPath returns the texts of the records of files found at path.
 func (s *sink) byPath(path string) []string {
 	s.mu.Lock()

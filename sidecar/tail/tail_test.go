@@ -149,14 +149,7 @@ func TestRenameAndCreate(t *testing.T) {
 			pollAll(t, in, c.advance(time.Minute))
 			pollAll(t, in, c.advance(time.Minute))
 
-			var old, cur []string
-			for _, r := range s.recs {
-				if strings.HasPrefix(r.text, "old") {
-					old = append(old, r.text)
-				} else {
-					cur = append(cur, r.text)
-				}
-			}
+			old, cur := s.byPrefix("old")
 			equal(t, "old file", old, split(numbered("old", 0, 210)))
 			equal(t, "new file", cur, split(numbered("new", 0, 60)))
 			wantOpen := 1
@@ -378,14 +371,7 @@ func TestCopytruncate(t *testing.T) {
 		for range 3 {
 			pollAll(t, in, c.advance(time.Second))
 		}
-		var old, cur []string
-		for _, r := range s.recs {
-			if strings.HasPrefix(r.text, "old") {
-				old = append(old, r.text)
-			} else {
-				cur = append(cur, r.text)
-			}
-		}
+		old, cur := s.byPrefix("old")
 		equal(t, "old lines from the file and its copy", old, split(numbered("old", 0, 320)))
 		equal(t, "new lines", cur, split(numbered("new", 0, 5)))
 		if n := len(s.byPath(dir + "/app.log.1")); n == 0 {
