@@ -69,6 +69,15 @@ const (
 	// Default the policy's upstreamSharedKey, or else none: no authentication.
 	AnnotationUpstreamSharedKey = Prefix + "upstream-shared-key"
 
+	// AnnotationUpstreamUser is a Secret in the pod's namespace holding the user of the forward
+	// protocol's user authentication (Fluentd's <user>, Fluent Bit's security.users), which
+	// is part of the shared-key handshake and so needs AnnotationUpstreamSharedKey too:
+	// <secret> (keys username and password, a kubernetes.io/basic-auth Secret) or
+	// <secret>/<key> (the password under <key>, the username under username). Mounted read-only
+	// into the agent alone. Default the policy's upstreamUser, or else none: the agent answers a
+	// server that asks for a user with an empty one, as Fluent Bit's out_forward does.
+	AnnotationUpstreamUser = Prefix + "upstream-user"
+
 	// AnnotationSidecarMode is how the agent is added: "native" (an init container with
 	// restartPolicy Always, Kubernetes ≥1.29), "legacy" (a plain container, for older clusters;
 	// refused for pods that run to completion, which it would keep running for ever) or "auto"
@@ -133,6 +142,7 @@ var options = []option{
 	{name: "upstream-server-name", policed: true},
 	{name: "upstream-ca", policed: true},
 	{name: "upstream-shared-key", policed: true},
+	{name: "upstream-user", policed: true},
 	{name: "sidecar-mode", policed: true},
 	{name: "agent-requests-cpu", policed: true},
 	{name: "agent-requests-memory", policed: true},
@@ -154,6 +164,7 @@ const (
 	optServerName     = "upstream-server-name"
 	optCA             = "upstream-ca"
 	optSharedKey      = "upstream-shared-key"
+	optUser           = "upstream-user"
 	optSidecarMode    = "sidecar-mode"
 	optRequestsCPU    = "agent-requests-cpu"
 	optRequestsMemory = "agent-requests-memory"

@@ -59,7 +59,7 @@ func fieldEnv(name, field string) corev1.EnvVar {
 }
 
 // reservedVolumes are the names of the volumes the injector adds; a pod may not use them.
-var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, UpstreamCAVolume, SharedKeyVolume}
+var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, UpstreamCAVolume, SharedKeyVolume, UserVolume}
 
 // maxConfigBytes bounds the agent's configuration, which travels in the environment variable
 // config.Env: Linux refuses to start a program with a variable longer than 128 KiB ("argument
@@ -75,16 +75,15 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 		warnings = append(warnings, fmt.Sprintf("terminationGracePeriodSeconds %d leaves too little time for the cluster policy's drainTimeout %s: the agent drains for at most %s",
 			*pod.Spec.TerminationGracePeriodSeconds, p.DrainTimeout.D(), drain))
 	}
-	tls, sharedKeyFile := upstreamConfig(r.security)
 	c := config.Config{
-		Version: config.Version,
-		Upstream: config.Upstream{Servers: slices.Clone(r.upstream), TLS: tls, SharedKeyFile: sharedKeyFile,
-			Mode: p.UpstreamMode, Compression: p.UpstreamCompression},
+		Version:      config.Version,
+		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream), Mode: p.UpstreamMode, Compression: p.UpstreamCompression},
 		Limits:       p.AgentLimits,
 		DrainTimeout: config.Duration(drain),
 		LabelsFile:   LabelsFile,
 		MetricsAddr:  fmt.Sprintf(":%d", r.port),
 	}
+	upstreamConfig(r.security, &c.Upstream)
 	for _, in := range r.inputs {
 		var ml *config.Multiline
 		if in.multiline != nil {

@@ -216,6 +216,8 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseSecretRef(v, DefaultCAKey)
 	case optSharedKey:
 		return parseSecretRef(v, DefaultSharedKeyKey)
+	case optUser:
+		return parseUserRef(v)
 	case optSidecarMode:
 		return parseMode(v)
 	case optRequestsCPU, optRequestsMemory, optLimitsCPU, optLimitsMemory:

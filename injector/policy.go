@@ -53,6 +53,10 @@ type Policy struct {
 	// UpstreamSharedKey is the default of sidelog.io/upstream-shared-key, <secret> or
 	// <secret>/<key>: a Secret that must then exist in every opted-in namespace. Default none.
 	UpstreamSharedKey string `json:"upstreamSharedKey,omitempty"`
+	// UpstreamUser is the default of sidelog.io/upstream-user, <secret> or <secret>/<key>: a
+	// Secret with the user (username) and its password (password, or <key>) that must then exist
+	// in every opted-in namespace. Needs a shared key. Default none.
+	UpstreamUser string `json:"upstreamUser,omitempty"`
 	// UpstreamMode is the forward protocol's message mode: PackedForward (default) or Forward,
 	// for receivers that read only that.
 	UpstreamMode string `json:"upstreamMode,omitempty"`
@@ -319,6 +323,11 @@ func (p *Policy) validate() error {
 	if p.UpstreamSharedKey != "" {
 		if _, err := parseSecretRef(p.UpstreamSharedKey, DefaultSharedKeyKey); err != nil {
 			return bad("upstreamSharedKey", "%v", err)
+		}
+	}
+	if p.UpstreamUser != "" {
+		if _, err := parseUserRef(p.UpstreamUser); err != nil {
+			return bad("upstreamUser", "%v", err)
 		}
 	}
 	if err := checkResources(p.Resources); err != nil {

@@ -131,6 +131,12 @@ func TestInjectRefuses(t *testing.T) {
 			want: `sidelog.io/upstream-ca: got "fluentd-ca/ca crt": "ca crt" is not a Secret key (letters, digits, '-', '_' and '.'); want <secret> (key ca.crt) or <secret>/<key>, naming a Secret in the pod's namespace`},
 		{name: "shared key empty key", ann: tailApp(AnnotationUpstreamSharedKey, "fluentd-forward/"),
 			want: `sidelog.io/upstream-shared-key: got "fluentd-forward/": "" is not a Secret key (letters, digits, '-', '_' and '.'); want <secret> (key shared_key) or <secret>/<key>, naming a Secret in the pod's namespace`},
+		{name: "user without a shared key", ann: tailApp(AnnotationUpstreamUser, "fluentd-user"),
+			want: `sidelog.io/upstream-user: user authentication is part of the forward protocol's shared-key handshake: set sidelog.io/upstream-shared-key too`},
+		{name: "user bad secret", ann: tailApp(AnnotationUpstreamUser, "Fluentd"),
+			want: `sidelog.io/upstream-user: got "Fluentd": "Fluentd" is not a Secret name; want <secret> (keys username and password, a kubernetes.io/basic-auth Secret) or <secret>/<key> (the password under <key>), naming a Secret in the pod's namespace`},
+		{name: "policy user without a shared key", ann: tailApp(), policy: "upstreamUser: fluentd-user",
+			want: `cluster policy field upstreamUser: user authentication is part of the forward protocol's shared-key handshake: set sidelog.io/upstream-shared-key too`},
 		{name: "shared key not allowed on pods", ann: tailApp(AnnotationUpstreamSharedKey, "mine"), policy: "allowPodOverride: [upstream]",
 			want: `sidelog.io/upstream-shared-key: the cluster policy does not let pods set sidelog.io/upstream-shared-key (allowPodOverride: [upstream]); set it on the namespace, or ask the cluster admin to allow it`},
 		{name: "no upstream anywhere", ann: map[string]string{AnnotationTail + ".app": "/var/log/app/*.log"},
@@ -150,7 +156,7 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "resource key", ann: tailApp("sidelog.io/agent-request-cpu", "1"),
 			want: `sidelog.io/agent-request-cpu: unknown annotation; did you mean sidelog.io/agent-requests-cpu?`},
 		{name: "unknown option", ann: tailApp("sidelog.io/colour", "red"),
-			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/upstream-tls, sidelog.io/upstream-server-name, sidelog.io/upstream-ca, sidelog.io/upstream-shared-key, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
+			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/upstream-tls, sidelog.io/upstream-server-name, sidelog.io/upstream-ca, sidelog.io/upstream-shared-key, sidelog.io/upstream-user, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
 		{name: "misspelt prefix", ann: map[string]string{"sidlog.io/tail.app": "/var/log/app/*.log"},
 			want: `sidlog.io/tail.app: unknown annotation prefix "sidlog.io/"; did you mean sidelog.io/tail.app?`},
 		{name: "other domain", ann: map[string]string{"sidelog.dev/tail": "/var/log/app/*.log"},
@@ -262,13 +268,13 @@ func TestInjectRefuses(t *testing.T) {
 			pod:  func(p *corev1.Pod) { p.Spec.Containers[1].Name = AgentContainer },
 			want: `the pod has a container named "sidelog-agent" but no sidelog.io/status annotation: that name is reserved for the agent that sidelog.io/tail adds; rename the container`},
 		{name: "volume named like the shared key's", ann: tailApp(), pod: func(p *corev1.Pod) { p.Spec.Volumes[1].Name = SharedKeyVolume },
-			want: `the pod has a volume named "sidelog-shared-key": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
+			want: `the pod has a volume named "sidelog-shared-key": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
 		{name: "volume named like the agent's", ann: tailApp(),
 			pod: func(p *corev1.Pod) {
 				p.Spec.Volumes[1].Name = StateVolume
 				p.Spec.Containers[1].VolumeMounts[0].Name = StateVolume
 			},
-			want: `the pod has a volume named "sidelog-state": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
+			want: `the pod has a volume named "sidelog-state": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,6 +24,11 @@ const (
 	DefaultCAKey = "ca.crt"
 	// DefaultSharedKeyKey is the name of Fluentd's own parameter.
 	DefaultSharedKeyKey = "shared_key"
+	// DefaultUsernameKey and DefaultPasswordKey are the keys of a kubernetes.io/basic-auth
+	// Secret. The username is always under DefaultUsernameKey; <secret>/<key> names the
+	// password's key.
+	DefaultUsernameKey = "username"
+	DefaultPasswordKey = "password"
 )
 
 // The agent's Secret volumes, mounted read-only in the agent alone.
@@ -34,6 +39,9 @@ const (
 	// SharedKeyVolume holds the key of AnnotationUpstreamSharedKey, mounted at SharedKeyDir.
 	SharedKeyVolume = "sidelog-shared-key"
 	SharedKeyDir    = "/etc/sidelog/shared-key"
+	// UserVolume holds the username and password of AnnotationUpstreamUser, mounted at UserDir.
+	UserVolume = "sidelog-upstream-user"
+	UserDir    = "/etc/sidelog/upstream-user"
 )
 
 // upstreamSecurity is how the agent connects to the upstream.
@@ -42,6 +50,7 @@ type upstreamSecurity struct {
 	serverName string     // empty: the host of each address; always empty without tls
 	ca         *secretRef // nil: the system roots; always nil without tls
 	sharedKey  *secretRef // nil: no authentication
+	user       *secretRef // nil: no user; never set without sharedKey
 }
 
 // resolveSecurity picks the TLS and shared-key settings: the pod's, its namespace's, then the
@@ -85,6 +94,27 @@ func (r *request) resolveSecurity(ps, ns annotationSet, p *Policy) error {
 		}
 		sec.sharedKey = &ref
 	}
+
+	s, ok := pick(ps, ns, optUser, "")
+	switch {
+	case ok:
+		sec.user = ptr(s.parsed.(secretRef))
+	case p.UpstreamUser != "":
+		ref, err := parseUserRef(p.UpstreamUser)
+		if err != nil {
+			return errorf("upstreamUser", FromPolicy, "%v", err)
+		}
+		sec.user = &ref
+	}
+	if sec.user != nil && sec.sharedKey == nil {
+		// The forward protocol carries the user in the shared-key handshake: without a key
+		// there is no handshake, and an agent that dropped the user would connect unnoticed.
+		key, origin := "upstreamUser", FromPolicy
+		if ok {
+			key, origin = s.key, s.origin
+		}
+		return errorf(key, origin, "user authentication is part of the forward protocol's shared-key handshake: set %s too", AnnotationUpstreamSharedKey)
+	}
 	return nil
 }
 
@@ -97,18 +127,25 @@ func (r *request) warnUnlessTLS(s setting) {
 
 // upstreamConfig is the agent configuration's part for sec: files under the mounts of
 // upstreamVolumes.
-func upstreamConfig(sec upstreamSecurity) (tls *config.TLS, sharedKeyFile string) {
+func upstreamConfig(sec upstreamSecurity, u *config.Upstream) {
 	if sec.tls {
-		tls = &config.TLS{ServerName: sec.serverName}
+		u.TLS = &config.TLS{ServerName: sec.serverName}
 		if sec.ca != nil {
-			tls.CAFile = path.Join(UpstreamCADir, sec.ca.Key)
+			u.TLS.CAFile = path.Join(UpstreamCADir, sec.ca.Key)
 		}
 	}
 	if sec.sharedKey != nil {
-		sharedKeyFile = path.Join(SharedKeyDir, sec.sharedKey.Key)
+		u.SharedKeyFile = path.Join(SharedKeyDir, sec.sharedKey.Key)
 	}
-	return tls, sharedKeyFile
+	if sec.user != nil {
+		u.UsernameFile = path.Join(UserDir, DefaultUsernameKey)
+		u.PasswordFile = path.Join(UserDir, passwordFile)
+	}
 }
+
+// passwordFile is the password's file name in UserDir, whatever its key in the Secret: the key
+// may be "username" too (a Secret of other keys), and a projected path must be unique.
+const passwordFile = "password"
 
 // upstreamVolumes are the Secret volumes sec needs and the agent's mounts of them. Each volume
 // projects the one key the agent reads, so that a Secret holding more (a cert-manager Secret
@@ -116,17 +153,25 @@ func upstreamConfig(sec upstreamSecurity) (tls *config.TLS, sharedKeyFile string
 func upstreamVolumes(sec upstreamSecurity) ([]corev1.Volume, []corev1.VolumeMount) {
 	var vols []corev1.Volume
 	var mounts []corev1.VolumeMount
-	add := func(name, dir string, ref *secretRef) {
+	add := func(name, dir string, ref *secretRef, items ...corev1.KeyToPath) {
 		if ref == nil {
 			return
 		}
+		if items == nil {
+			items = []corev1.KeyToPath{{Key: ref.Key, Path: ref.Key}}
+		}
 		vols = append(vols, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: ref.Name,
-			Items:      []corev1.KeyToPath{{Key: ref.Key, Path: ref.Key}},
+			Items:      items,
 		}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: dir, ReadOnly: true})
 	}
 	add(UpstreamCAVolume, UpstreamCADir, sec.ca)
 	add(SharedKeyVolume, SharedKeyDir, sec.sharedKey)
+	if sec.user != nil {
+		add(UserVolume, UserDir, sec.user,
+			corev1.KeyToPath{Key: DefaultUsernameKey, Path: DefaultUsernameKey},
+			corev1.KeyToPath{Key: sec.user.Key, Path: passwordFile})
+	}
 	return vols, mounts
 }

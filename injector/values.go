@@ -182,12 +182,21 @@ func (r secretRef) String() string { return r.Name + "/" + r.Key }
 
 // parseSecretRef parses <secret> or <secret>/<key>; a bare name means defaultKey.
 func parseSecretRef(v, defaultKey string) (secretRef, error) {
+	return secretRefOf(v, defaultKey, fmt.Sprintf("want <secret> (key %s) or <secret>/<key>, naming a Secret in the pod's namespace", defaultKey))
+}
+
+// parseUserRef parses the Secret of AnnotationUpstreamUser: its Key is the password's.
+func parseUserRef(v string) (secretRef, error) {
+	return secretRefOf(v, DefaultPasswordKey, fmt.Sprintf("want <secret> (keys %s and %s, a kubernetes.io/basic-auth Secret) or <secret>/<key> (the password under <key>), naming a Secret in the pod's namespace",
+		DefaultUsernameKey, DefaultPasswordKey))
+}
+
+func secretRefOf(v, defaultKey, want string) (secretRef, error) {
 	v = strings.TrimSpace(v)
 	name, key, hasKey := strings.Cut(v, "/")
 	if !hasKey {
 		key = defaultKey
 	}
-	want := fmt.Sprintf("want <secret> (key %s) or <secret>/<key>, naming a Secret in the pod's namespace", defaultKey)
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		return secretRef{}, fmt.Errorf("got %q: %q is not a Secret name; %s", v, name, want)
 	}

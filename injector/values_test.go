@@ -159,7 +159,7 @@ func TestDistance(t *testing.T) {
 func TestAnnotationTable(t *testing.T) {
 	consts := []string{AnnotationInject, AnnotationTail, AnnotationExclude, AnnotationMultiline, AnnotationParser,
 		AnnotationUpstream, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
-		AnnotationUpstreamSharedKey, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
+		AnnotationUpstreamSharedKey, AnnotationUpstreamUser, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
 		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus}
 	if len(consts) != len(options) {
 		t.Fatalf("%d annotation constants, %d options", len(consts), len(options))

@@ -107,6 +107,12 @@ type Upstream struct {
 	// SharedKeyFile is a file holding the forward protocol's shared key (HELO/PING/PONG
 	// authentication); empty for none.
 	SharedKeyFile string `json:"sharedKeyFile,omitempty"`
+	// UsernameFile and PasswordFile hold the user of the forward protocol's user authentication
+	// (Fluentd's <user>, Fluent Bit's security.users), which is part of the shared-key handshake:
+	// both or neither, and only with SharedKeyFile. Empty: the agent answers a server that asks
+	// for a user with an empty username and password, as Fluent Bit's out_forward does.
+	UsernameFile string `json:"usernameFile,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
 	// Mode is ModePackedForward (default) or ModeForward.
 	Mode string `json:"mode,omitempty"`
 	// Compression is CompressionNone (default) or CompressionGzip, which makes PackedForward
@@ -202,6 +208,12 @@ func (u *Upstream) Validate() error {
 	}
 	if field, err := CheckMessage(u.Mode, u.Compression); err != nil {
 		return fmt.Errorf("upstream.%s: %w", field, err)
+	}
+	switch {
+	case (u.UsernameFile == "") != (u.PasswordFile == ""):
+		return errors.New("upstream.usernameFile, upstream.passwordFile: set both or neither")
+	case u.UsernameFile != "" && u.SharedKeyFile == "":
+		return errors.New("upstream.usernameFile: user authentication is part of the shared-key handshake: set upstream.sharedKeyFile too")
 	}
 	return nil
 }

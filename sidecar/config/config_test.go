@@ -78,6 +78,8 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{"other capitals, nested", strings.Replace(minimal, `"container":"app"`, `"container":"app","multiline":{"Preset":"go"}`, 1), "inputs[0].multiline.Preset: unknown field; did you mean inputs[0].multiline.preset?"},
 		{"key twice", strings.Replace(minimal, `"version"`, `"upstream":{"servers":["a:1"]},"version"`, 1), "upstream: appears twice in one object"},
 		{"key twice, nested", strings.Replace(minimal, `"container":"app"`, `"container":"app","container":"api"`, 1), "inputs[0].container: appears twice in one object"},
+		{"user without password", strings.Replace(minimal, `"servers"`, `"sharedKeyFile":"/k","usernameFile":"/u","servers"`, 1), "upstream.usernameFile, upstream.passwordFile: set both or neither"},
+		{"user without shared key", strings.Replace(minimal, `"servers"`, `"usernameFile":"/u","passwordFile":"/p","servers"`, 1), "upstream.usernameFile: user authentication is part of the shared-key handshake: set upstream.sharedKeyFile too"},
 		{"duplicate container", strings.Replace(minimal, `]}],`, `]},{"container":"app","paths":["/x"]}],`, 1), `inputs[1].container: "app" appears twice`},
 	}
 	for _, tt := range tests {

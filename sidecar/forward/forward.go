@@ -34,10 +34,14 @@ import (
 	"github.com/sidelog/sidelog/sidecar/metrics"
 )
 
-// credentials are what a connection needs from files: the CAs to trust and the shared key.
+// credentials are what a connection needs from files: the CAs to trust, the shared key and the
+// user.
 type credentials struct {
 	tls       *tls.Config // nil without TLS
 	sharedKey []byte      // nil without authentication
+	// username and password answer a server that asks for user authentication; both empty
+	// without a user.
+	username, password []byte
 }
 
 // loadCredentials reads the files of cfg.
@@ -61,28 +65,43 @@ func loadCredentials(cfg config.Upstream) (*credentials, error) {
 			cr.tls.RootCAs = pool
 		}
 	}
-	if cfg.SharedKeyFile != "" {
-		key, err := os.ReadFile(cfg.SharedKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream.sharedKeyFile: %w", err)
-		}
-		// Secrets written by hand usually end with a newline that is not part of the key.
-		key = []byte(strings.TrimRight(string(key), "\r\n"))
-		if len(key) == 0 {
-			return nil, fmt.Errorf("upstream.sharedKeyFile: %s is empty", cfg.SharedKeyFile)
-		}
-		cr.sharedKey = key
+	var err error
+	if cr.sharedKey, err = readSecret("upstream.sharedKeyFile", cfg.SharedKeyFile); err != nil {
+		return nil, err
+	}
+	if cr.username, err = readSecret("upstream.usernameFile", cfg.UsernameFile); err != nil {
+		return nil, err
+	}
+	if cr.password, err = readSecret("upstream.passwordFile", cfg.PasswordFile); err != nil {
+		return nil, err
 	}
 	return cr, nil
 }
 
-// credentials reads the CA bundle and the shared key again, for a new connection: a rotated
+// readSecret reads the non-empty secret in file (nil for no file), field naming it in errors.
+func readSecret(field, file string) ([]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	// Secrets written by hand usually end with a newline that is not part of the value.
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%s: %s is empty", field, file)
+	}
+	return b, nil
+}
+
+// credentials reads the CA bundle, the shared key and the user again, for a new connection: a rotated
 // Secret (the kubelet rewrites a mounted Secret's files) then takes effect without a restart.
 // New refused files it could not read; a file that cannot be read later, mid-update perhaps,
 // leaves the last good credentials in use, with a warning.
 func (c *Client) credentials() *credentials {
 	if c.cfg.TLS == nil && c.cfg.SharedKeyFile == "" {
-		return c.creds.Load()
+		return c.creds.Load() // no files to read
 	}
 	cr, err := loadCredentials(c.cfg)
 	if err != nil {
@@ -183,6 +202,7 @@ type clientMetrics struct {
 	bytesSent                 *metrics.Counter
 	retries, reconnects       *metrics.Counter
 	connErrors, ackTimeouts   *metrics.Counter
+	authRefusals              *metrics.Counter
 	inflight                  *metrics.Gauge
 	connected                 map[string]*metrics.Gauge
 }
@@ -256,6 +276,7 @@ func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.
 		retries:      reg.Counter("sidelog_forward_retries_total", "Batches written again after a connection failure or an acknowledgement timeout."),
 		reconnects:   reg.Counter("sidelog_forward_reconnects_total", "Connections to the upstream made after the first one."),
 		connErrors:   reg.Counter("sidelog_forward_connection_errors_total", "Failed connection attempts (connect, TLS, authentication) and broken connections."),
+		authRefusals: reg.Counter("sidelog_forward_auth_refusals_total", "Connection attempts the upstream refused in the handshake (shared key or user); each is also a connection error."),
 		ackTimeouts:  reg.Counter("sidelog_forward_ack_timeouts_total", "Connections given up because an acknowledgement did not come within upstream.ackTimeout."),
 		inflight:     reg.Gauge("sidelog_forward_inflight_batches", "Batches given to the client and not yet acknowledged."),
 		connected:    map[string]*metrics.Gauge{},

@@ -623,6 +623,92 @@ func TestSharedKey(t *testing.T) {
 	})
 }
 
+// TestUserAuth: the handshake as Fluent Bit's in_forward and Fluentd's with users speak it. A
+// HELO's user-authentication salt does not mean the server has users (Fluent Bit sends one
+// always); a refusal is an error counted once per connection attempt, the batch stays queued,
+// and credentials fixed in place are used from the next attempt on.
+func TestUserAuth(t *testing.T) {
+	users := map[string]string{"agent": "pa55"}
+	for _, tt := range []struct {
+		name       string
+		srv        forwardtest.Options
+		user, pass string // files' contents; empty: no user configured
+		key        string
+		refused    string // the log's words for a refusal; empty: delivered
+	}{
+		{name: "Fluent Bit without users", srv: forwardtest.Options{SharedKey: "s3cret", FluentBit: true}, key: "s3cret"},
+		{name: "Fluent Bit without users, client has a user", srv: forwardtest.Options{SharedKey: "s3cret", FluentBit: true}, key: "s3cret", user: "agent", pass: "pa55"},
+		{name: "Fluentd without users", srv: forwardtest.Options{SharedKey: "s3cret"}, key: "s3cret", user: "agent", pass: "pa55"},
+		{name: "user accepted", srv: forwardtest.Options{SharedKey: "s3cret", Users: users, FluentBit: true}, key: "s3cret", user: "agent", pass: "pa55\n"},
+		{name: "wrong password", srv: forwardtest.Options{SharedKey: "s3cret", Users: users}, key: "s3cret", user: "agent", pass: "guess",
+			refused: `the server refused the handshake as user \"agent\" of upstream.usernameFile and upstream.passwordFile: \"username/password mismatch\"`},
+		{name: "no user", srv: forwardtest.Options{SharedKey: "s3cret", Users: users}, key: "s3cret",
+			refused: `the server refused the handshake without a user (set upstream.usernameFile and upstream.passwordFile)`},
+		{name: "Fluent Bit, wrong key", srv: forwardtest.Options{SharedKey: "s3cret", FluentBit: true}, key: "guess",
+			refused: "the server closed the connection after the PING without answering: it refused the shared key of upstream.sharedKeyFile"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startServer(t, tt.srv)
+			c := newClient(t, []string{srv.Addr()}, 4, func(u *config.Upstream) {
+				u.DialTimeout = config.Duration(time.Second)
+				u.SharedKeyFile = writeKey(t, tt.key)
+				if tt.user != "" {
+					u.UsernameFile, u.PasswordFile = writeKey(t, tt.user), writeKey(t, tt.pass)
+				}
+			}, forward.WithBackoff(time.Millisecond, 20*time.Millisecond))
+			if err := c.Send(ctx(t), batch(0, 2, nil)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.refused == "" {
+				if b, _, err := c.Drain(ctx(t)); b != 0 || err != nil {
+					t.Fatalf("Drain = %d, %v", b, err)
+				}
+				checkAll(t, srv.Events(), 1, 2)
+				return
+			}
+			eventually(t, "three refused attempts", func() bool { return c.counter("sidelog_forward_auth_refusals_total") >= 3 })
+			if !strings.Contains(c.log.String(), tt.refused) {
+				t.Errorf("the log does not say %q:\n%s", tt.refused, c.log.String())
+			}
+			// Once per attempt: the log line, the refusal and the connection error.
+			refusals := c.counter("sidelog_forward_auth_refusals_total")
+			if lines := uint64(strings.Count(c.log.String(), "upstream refused authentication")); lines < refusals-1 || lines > refusals+1 {
+				t.Errorf("%d log lines for %d refusals", lines, refusals)
+			}
+			if errs := c.counter("sidelog_forward_connection_errors_total"); errs < refusals || errs > refusals+1 {
+				t.Errorf("%d connection errors for %d refusals", errs, refusals)
+			}
+			if n := srv.Count(); n != 0 {
+				t.Errorf("%d entries accepted although the handshake was refused", n)
+			}
+			if b, e, _ := c.Drain(canceledCtx()); b != 1 || e != 2 {
+				t.Errorf("Drain = %d batches, %d entries unacknowledged; want the batch kept", b, e)
+			}
+		})
+	}
+
+	t.Run("password fixed in place", func(t *testing.T) {
+		srv := startServer(t, forwardtest.Options{SharedKey: "s3cret", Users: users, FluentBit: true})
+		var passFile string
+		c := newClient(t, []string{srv.Addr()}, 4, func(u *config.Upstream) {
+			u.SharedKeyFile = writeKey(t, "s3cret")
+			u.UsernameFile, passFile = writeKey(t, "agent"), writeKey(t, "old")
+			u.PasswordFile = passFile
+		}, forward.WithBackoff(time.Millisecond, 20*time.Millisecond))
+		if err := c.Send(ctx(t), batch(0, 2, nil)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a refused attempt", func() bool { return c.counter("sidelog_forward_auth_refusals_total") >= 1 })
+		if err := os.WriteFile(passFile, []byte("pa55"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if b, _, err := c.Drain(ctx(t)); b != 0 || err != nil {
+			t.Fatalf("Drain = %d, %v", b, err)
+		}
+		checkAll(t, srv.Events(), 1, 2)
+	})
+}
+
 func canceledCtx() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

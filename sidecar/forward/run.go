@@ -67,7 +67,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		connected = true
 		c.m.connected[cn.addr].Set(1)
-		c.log.Info("connected to upstream", "server", cn.addr, "tls", c.cfg.TLS != nil, "sharedKey", c.cfg.SharedKeyFile != "")
+		c.log.Info("connected to upstream", "server", cn.addr, "tls", c.cfg.TLS != nil, "sharedKey", c.cfg.SharedKeyFile != "", "user", c.cfg.UsernameFile != "")
 		next, progressed, err := c.serve(ctx, cn)
 		c.m.connected[cn.addr].Set(0)
 		_ = cn.Close()
@@ -146,6 +146,7 @@ func (c *Client) connect(ctx context.Context, n int) *conn {
 		}
 		c.m.connErrors.Inc()
 		if errors.As(err, new(*authError)) {
+			c.m.authRefusals.Inc()
 			c.log.Error("upstream refused authentication", "server", addr, "err", err)
 		} else {
 			c.log.Warn("cannot connect to upstream", "server", addr, "err", err)
@@ -192,7 +193,7 @@ func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {
 	}
 	cn := &conn{Conn: nc, addr: addr, r: msgpack.NewReader(nc, maxServerMessage)}
 	if cr.sharedKey != nil {
-		if err := c.handshake(cn, cr.sharedKey); err != nil {
+		if err := c.handshake(cn, cr); err != nil {
 			return fail(err)
 		}
 	}

@@ -67,6 +67,12 @@ type Options struct {
 	AckDelay time.Duration
 	// SharedKey, when not empty, requires the HELO/PING/PONG handshake with this key.
 	SharedKey string
+	// Users, when not empty, requires user authentication in the handshake too: name → password.
+	Users map[string]string
+	// FluentBit makes the handshake behave as Fluent Bit's in_forward does where Fluentd differs:
+	// a user-authentication salt in every HELO, users or not, and a wrong shared key answered by
+	// closing the connection, without a PONG. (Fluentd sends an empty salt without users.)
+	FluentBit bool
 	// Hostname is the server's hostname in PONG; default "forwardtest".
 	Hostname string
 	// TLS, when set, serves TLS with this configuration (see GenerateTLS).
@@ -565,13 +571,20 @@ func (s *Server) entry(events []Event, b []byte) ([]Event, error) {
 	return append(events, Event{Time: t, Record: rec}), nil
 }
 
-// handshake is the server side of the shared-key authentication.
+// handshake is the server side of the shared-key and user authentication.
 func (s *Server) handshake(c *serverConn, r *msgpack.Reader) error {
-	var nonce [16]byte
+	var nonce, userSalt [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return err
 	}
-	helo, _ := msgpack.AppendValue(nil, []any{"HELO", map[string]any{"nonce": nonce[:], "auth": "", "keepalive": true}})
+	auth := []byte{}
+	if len(s.opts.Users) > 0 || s.opts.FluentBit {
+		if _, err := rand.Read(userSalt[:]); err != nil {
+			return err
+		}
+		auth = userSalt[:]
+	}
+	helo, _ := msgpack.AppendValue(nil, []any{"HELO", map[string]any{"nonce": nonce[:], "auth": auth, "keepalive": true}})
 	if _, err := c.Write(helo); err != nil {
 		return err
 	}
@@ -586,13 +599,27 @@ func (s *Server) handshake(c *serverConn, r *msgpack.Reader) error {
 	host, _ := text(ping[1])
 	salt, _ := text(ping[2])
 	theirs, _ := text(ping[3])
-	if theirs != digest(salt, host, nonce[:], s.opts.SharedKey) {
+	user, _ := text(ping[4])
+	pass, _ := text(ping[5])
+	refuse := func(reason string) error {
 		s.mu.Lock()
 		s.authFail++
 		s.mu.Unlock()
-		pong, _ := msgpack.AppendValue(nil, []any{"PONG", false, "shared_key mismatch", "", ""})
+		if reason == "shared_key mismatch" && s.opts.FluentBit {
+			return errors.New(reason)
+		}
+		pong, _ := msgpack.AppendValue(nil, []any{"PONG", false, reason, "", ""})
 		_, _ = c.Write(pong)
-		return errors.New("shared key mismatch")
+		return errors.New(reason)
+	}
+	if theirs != digest(salt, host, nonce[:], s.opts.SharedKey) {
+		return refuse("shared_key mismatch")
+	}
+	if len(s.opts.Users) > 0 {
+		want, ok := s.opts.Users[user]
+		if !ok || pass != digest(string(auth), user, nil, want) {
+			return refuse("username/password mismatch")
+		}
 	}
 	pong, _ := msgpack.AppendValue(nil, []any{"PONG", true, "", s.opts.Hostname, digest(salt, s.opts.Hostname, nonce[:], s.opts.SharedKey)})
 	_, err = c.Write(pong)
