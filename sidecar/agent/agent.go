@@ -38,7 +38,7 @@ var labelsInterval = 5 * time.Second
 // checkpointInterval is how often acknowledged positions are written to the state directory. A
 // crash loses at most this much of acknowledged progress, which at-least-once turns into
 // duplicates, never into loss.
-const checkpointInterval = time.Second
+var checkpointInterval = time.Second
 
 // Options are what the agent needs besides its configuration.
 type Options struct {

@@ -108,3 +108,38 @@ func BenchmarkPollIdle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPollGrowing measures a Poll between scans of a file that grew by one line since the
+// last: the steady state of a busy file, where every growth check must confirm that the file's
+// first bytes did not change (a truncation and rewrite past the old size).
+func BenchmarkPollGrowing(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "app.log")
+	if err := os.WriteFile(p, []byte(strings.Repeat("h", 2048)+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	w, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	in, err := New(Options{Paths: []string{p}, Container: "app", ScanInterval: time.Hour}, &countSink{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	now := time.Unix(1_700_000_000, 0)
+	if _, err := in.Poll(now); err != nil {
+		b.Fatal(err)
+	}
+	line := []byte("2026-11-25 08:22:04.000000 INFO request served in 3ms\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := w.Write(line); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := in.Poll(now); err != nil || n == 0 {
+			b.Fatal(n, err)
+		}
+	}
+}
