@@ -59,7 +59,7 @@ type Agent struct {
 	log    *slog.Logger
 	reg    *metrics.Registry
 	client *forward.Client
-	inputs []*input
+	inputs []*stream
 	// free holds batch buffers whose batch was acknowledged, so that steady state allocates none.
 	free chan []byte
 
@@ -109,7 +109,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		saved = nil
 	}
 	for _, ic := range cfg.Inputs {
-		in := &input{
+		in := &stream{
 			agent:     a,
 			cfg:       ic,
 			tag:       ic.Tag,

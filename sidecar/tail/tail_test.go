@@ -105,7 +105,7 @@ func TestTinyFileGrows(t *testing.T) {
 	pollAll(t, in, c.advance(time.Second))
 	pollAll(t, in, c.advance(time.Second))
 	equal(t, "two lines", s.texts(), []string{"a", "b"})
-	if fp := in.open[0].ident.Fingerprint; fp.Len != 4 {
+	if fp := in.open[0].pos.Fingerprint; fp.Len != 4 {
 		t.Errorf("fingerprint covers %d bytes, want the whole 4-byte file", fp.Len)
 	}
 }
@@ -245,8 +245,9 @@ func TestMaxFilesTakeTurns(t *testing.T) {
 	for _, n := range names {
 		equal(t, n, s.byPath(dir+"/"+n+".log"), split(numbered(n, 0, 30)))
 	}
-	if got := metric(t, reg, `sidelog_files_waiting{container="app"}`); got != "3" {
-		t.Errorf("files waiting = %s, want 3", got)
+	// Every file was read to its end: the three closed to make room wait for nothing.
+	if got := metric(t, reg, `sidelog_files_waiting{container="app"}`); got != "0" {
+		t.Errorf("files waiting = %s, want 0", got)
 	}
 }
 
@@ -820,12 +821,12 @@ func TestParkedFileHoldsNoLine(t *testing.T) {
 	c := newClock()
 	pollAll(t, in, c.now())
 	pollAll(t, in, c.advance(DefaultRotateWait)) // a.log is idle: it makes room for b.log
-	i := slices.IndexFunc(in.known, func(k *known) bool { return k.file != nil && k.file.Path == dir+"/a.log" })
+	i := slices.IndexFunc(in.tr.parked, func(f *File) bool { return f.Path == dir+"/a.log" })
 	if i < 0 {
 		t.Fatal("a.log was not closed to make room")
 	}
-	if f := in.known[i].file; f.split.Pending() != 0 || f.offset != 3 {
-		t.Errorf("parked a.log holds %d bytes of its unfinished line at offset %d; want none, offset 3 (the line's start)", f.split.Pending(), f.offset)
+	if f := in.tr.parked[i]; f.rd != nil || f.pos.Offset != 3 {
+		t.Errorf("parked a.log keeps a reader (%v) or is at offset %d; want none, offset 3 (its unfinished line's start)", f.rd != nil, f.pos.Offset)
 	}
 	appendFile(t, dir+"/a.log", "\na3\n")
 	for range 3 {
