@@ -99,6 +99,7 @@ func (in *stream) flush() {
 			k.file.Ack(k.end)
 		}
 		a.recycle(entries)
+		a.acked()
 	}
 	in.buf, in.count, in.files = nil, 0, in.files[:0]
 	if err := a.client.Send(in.ctx, b); err != nil {
