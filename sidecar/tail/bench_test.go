@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/fingerprint"
 	"github.com/sidelog/sidelog/sidecar/metrics"
 )
 
@@ -142,4 +143,40 @@ func BenchmarkPollGrowing(b *testing.B) {
 			b.Fatal(n, err)
 		}
 	}
+}
+
+// BenchmarkHeadCheck compares the two ways of telling, at a growth check, whether a file still
+// starts with the bytes it started with: hashing its first KiB against the fingerprint (before)
+// and comparing them with the bytes kept when it was opened (now). Both read the KiB.
+func BenchmarkHeadCheck(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "app.log")
+	content := []byte(strings.Repeat("2026-11-25 08:22:04.000000 INFO request served in 3ms\n", 40))
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	fd, err := os.Open(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fd.Close()
+	buf := make([]byte, fingerprint.Size)
+	head, fp, err := readHead(fd, buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("hash", func(b *testing.B) {
+		for b.Loop() {
+			if ok, err := fp.Match(fd, buf); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("compare", func(b *testing.B) {
+		r := &reader{fd: fd, head: head}
+		for b.Loop() {
+			if ok, err := r.sameHead(buf); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
 }

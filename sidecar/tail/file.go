@@ -51,13 +51,6 @@ func (f *File) Acked() int64 { return f.acked.Load() }
 // acknowledged.
 func (f *File) unacknowledged() int64 { return max(f.pos.Size-f.acked.Load(), 0) }
 
-// position returns f's position for a checkpoint. Call it under t.mu.
-func (f *File) position() Position {
-	p := f.pos
-	p.Acked = f.acked.Load()
-	return p
-}
-
 func (f *File) emitJoined(rec []byte, end int64, dropped int) {
 	if dropped > 0 {
 		f.noisy()

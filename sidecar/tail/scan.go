@@ -160,7 +160,7 @@ func (t *Tailer) scan(now time.Time) {
 			c = &candidate{id: id, firstSeen: now}
 			tr.waiting[id] = c
 		}
-		c.path, c.size, c.modTime = p, fi.Size(), fi.ModTime()
+		c.path, c.size = p, fi.Size()
 		cands = append(cands, c)
 	}
 	if complete {

@@ -31,7 +31,6 @@ type candidate struct {
 	id        fingerprint.ID
 	path      string
 	size      int64
-	modTime   time.Time
 	firstSeen time.Time
 	copyOf    string // path of the open file it is a copy of, while deferred
 	err       string // last error opening it, to log a persistent one once
