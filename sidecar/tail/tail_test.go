@@ -889,3 +889,33 @@ func TestPositionsIncludeFilesClosedToMakeRoom(t *testing.T) {
 		t.Errorf("%d files open, MaxFiles is 1", len(in.open))
 	}
 }
+
+// TestDrainReadsParkedUnfinishedLine: a file closed to make room keeps only its position, at
+// the start of its unfinished last line, and is not reopened while it does not change; Drain
+// reopens it for that line, which is the file's last record.
+func TestDrainReadsParkedUnfinishedLine(t *testing.T) {
+	dir := t.TempDir()
+	a := dir + "/a.log"
+	writeFile(t, a, "a1\nlast without newline")
+	writeFile(t, dir+"/b.log", "b1\n")
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{dir + "/*.log"}, MaxFiles: 1}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	for range 3 {
+		pollAll(t, in, c.advance(DefaultRotateWait)) // a.log parked, and left so: it does not change
+	}
+	equal(t, "a.log before Drain", s.byPath(a), []string{"a1"})
+	if !slices.ContainsFunc(in.tr.parked, func(f *File) bool { return f.Path == a }) {
+		t.Fatal("a.log is not parked: the test does not exercise what it is about")
+	}
+	if err := in.Drain(context.Background(), c.now()); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "a.log after Drain", s.byPath(a), []string{"a1", "last without newline"})
+	for _, e := range in.Positions() {
+		if e.Path == a && e.Offset != fileSize(t, a) {
+			t.Errorf("a.log acknowledged to %d, want its size %d", e.Offset, fileSize(t, a))
+		}
+	}
+}
