@@ -20,6 +20,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/checkpoint"
@@ -38,7 +39,7 @@ var labelsInterval = 5 * time.Second
 // checkpointInterval is how often acknowledged positions are written to the state directory. A
 // crash loses at most this much of acknowledged progress, which at-least-once turns into
 // duplicates, never into loss.
-const checkpointInterval = time.Second
+var checkpointInterval = time.Second
 
 // Options are what the agent needs besides its configuration.
 type Options struct {
@@ -59,7 +60,7 @@ type Agent struct {
 	log    *slog.Logger
 	reg    *metrics.Registry
 	client *forward.Client
-	inputs []*input
+	inputs []*stream
 	// free holds batch buffers whose batch was acknowledged, so that steady state allocates none.
 	free chan []byte
 
@@ -79,12 +80,20 @@ type Agent struct {
 	// a time: the checkpoint loop, then Run once the loop ended.
 	saved     []checkpoint.Entry
 	savedOnce bool
+
+	// draining is set once the stop signal came. From then on every acknowledged batch is saved
+	// at once (ackedWhileDraining wakes the checkpoint loop): a native sidecar is signalled only
+	// after the app containers exited, inside the same grace period, so it may be killed before
+	// its own drain deadline, and what was acknowledged by then must not be sent again.
+	draining           atomic.Bool
+	ackedWhileDraining chan struct{}
 }
 
 // New builds an agent from a validated configuration and resumes from the checkpoint in
 // opts.StateDir, if there is one.
 func New(cfg *config.Config, opts Options) (*Agent, error) {
-	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, pod: opts.Pod}
+	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, pod: opts.Pod,
+		ackedWhileDraining: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -109,7 +118,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		saved = nil
 	}
 	for _, ic := range cfg.Inputs {
-		in := &input{
+		in := &stream{
 			agent:     a,
 			cfg:       ic,
 			tag:       ic.Tag,
@@ -174,6 +183,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	// after it would move the checkpoint past records that were never sent.
 	sendCtx, endSends := a.sendContext(ctx)
 	defer endSends()
+	// Draining starts with the signal, not when the tail loop gets to it: a Send blocked at the
+	// signal may be waiting for the very acknowledgements that must be saved at once.
+	stopDraining := context.AfterFunc(ctx, func() {
+		a.draining.Store(true)
+		a.acked()
+	})
+	defer stopDraining()
 	err := a.tailLoop(ctx, sendCtx)
 	drainErr := a.drain(sendCtx)
 	stop()
@@ -278,6 +294,12 @@ func (a *Agent) sendContext(ctx context.Context) (context.Context, context.Cance
 
 // drain reads every file to its end, sends what is left and waits for the acknowledgements, all
 // before ctx ends, DrainTimeout after the stop signal.
+//
+// The deadline counts from the agent's own signal: it cannot see when the pod's grace period
+// began (a native sidecar is signalled after the app containers exited, inside the same grace
+// period). So it spends whatever time it gets in the order that loses least if it is killed
+// first: a full batch is sent before more is read (Record sends it, and Send blocks while the
+// in-flight batches are unacknowledged), and every acknowledged batch is checkpointed at once.
 func (a *Agent) drain(ctx context.Context) error {
 	a.log.Info("draining", "timeout", a.cfg.DrainTimeout.D())
 	for _, in := range a.inputs {
@@ -310,9 +332,20 @@ func (a *Agent) checkpointLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.saveCheckpoint(); err != nil {
-				a.log.Warn("saving checkpoint", "err", err)
-			}
+		case <-a.ackedWhileDraining:
+		}
+		if err := a.saveCheckpoint(); err != nil {
+			a.log.Warn("saving checkpoint", "err", err)
+		}
+	}
+}
+
+// acked is called with every acknowledged batch, on the forward client's goroutine.
+func (a *Agent) acked() {
+	if a.draining.Load() {
+		select {
+		case a.ackedWhileDraining <- struct{}{}:
+		default: // a save is due already; it will include this batch
 		}
 	}
 }

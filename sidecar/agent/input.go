@@ -10,13 +10,13 @@ import (
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
 
-// input is one app container's files and the batch being filled with their records. It is the
+// stream is one app container's files and the batch being filled with their records. It is the
 // tail.Sink of its tailer, so everything here runs on the tail loop's goroutine.
-type input struct {
+type stream struct {
 	agent     *Agent
 	cfg       config.Input
 	tag       string
-	tailer    *tail.Input
+	tailer    *tail.Tailer
 	batchSize int
 
 	// ctx bounds a blocking Send (the run context, then the drain deadline); now stamps records.
@@ -45,7 +45,7 @@ type fileState struct {
 }
 
 // Record encodes one record into the current batch and sends the batch when it is full.
-func (in *input) Record(f *tail.File, rec []byte, end int64) {
+func (in *stream) Record(f *tail.File, rec []byte, end int64) {
 	if in.stopped {
 		return
 	}
@@ -81,7 +81,7 @@ func (in *input) Record(f *tail.File, rec []byte, end int64) {
 
 // flush hands the current batch to the forward client. It blocks while the in-flight limit is
 // reached: that is what stops reading when the aggregator is slow.
-func (in *input) flush() {
+func (in *stream) flush() {
 	if in.count == 0 {
 		return
 	}
@@ -99,6 +99,7 @@ func (in *input) flush() {
 			k.file.Ack(k.end)
 		}
 		a.recycle(entries)
+		a.acked()
 	}
 	in.buf, in.count, in.files = nil, 0, in.files[:0]
 	if err := a.client.Send(in.ctx, b); err != nil {

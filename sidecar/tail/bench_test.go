@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/fingerprint"
 	"github.com/sidelog/sidelog/sidecar/metrics"
 )
 
@@ -107,4 +108,75 @@ func BenchmarkPollIdle(b *testing.B) {
 			b.Fatal(n, err)
 		}
 	}
+}
+
+// BenchmarkPollGrowing measures a Poll between scans of a file that grew by one line since the
+// last: the steady state of a busy file, where every growth check must confirm that the file's
+// first bytes did not change (a truncation and rewrite past the old size).
+func BenchmarkPollGrowing(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "app.log")
+	if err := os.WriteFile(p, []byte(strings.Repeat("h", 2048)+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	w, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	in, err := New(Options{Paths: []string{p}, Container: "app", ScanInterval: time.Hour}, &countSink{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	now := time.Unix(1_700_000_000, 0)
+	if _, err := in.Poll(now); err != nil {
+		b.Fatal(err)
+	}
+	line := []byte("2026-11-25 08:22:04.000000 INFO request served in 3ms\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := w.Write(line); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := in.Poll(now); err != nil || n == 0 {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+// BenchmarkHeadCheck compares the two ways of telling, at a growth check, whether a file still
+// starts with the bytes it started with: hashing its first KiB against the fingerprint (before)
+// and comparing them with the bytes kept when it was opened (now). Both read the KiB.
+func BenchmarkHeadCheck(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "app.log")
+	content := []byte(strings.Repeat("2026-11-25 08:22:04.000000 INFO request served in 3ms\n", 40))
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	fd, err := os.Open(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fd.Close()
+	buf := make([]byte, fingerprint.Size)
+	head, fp, err := readHead(fd, buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("hash", func(b *testing.B) {
+		for b.Loop() {
+			if ok, err := fp.Match(fd, buf); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("compare", func(b *testing.B) {
+		r := &reader{fd: fd, head: head}
+		for b.Loop() {
+			if ok, err := r.sameHead(buf); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
 }

@@ -82,7 +82,7 @@ func (c *clock) now() time.Time                    { return c.t }
 func (c *clock) advance(d time.Duration) time.Time { c.t = c.t.Add(d); return c.t }
 
 // pollAll polls until a pass reads nothing, and returns the bytes read.
-func pollAll(t *testing.T, in *Input, now time.Time) int64 {
+func pollAll(t *testing.T, in *Tailer, now time.Time) int64 {
 	t.Helper()
 	var total int64
 	for range 10_000 {
@@ -99,7 +99,7 @@ func pollAll(t *testing.T, in *Input, now time.Time) int64 {
 	return 0
 }
 
-func newInput(t *testing.T, opts Options, s Sink) *Input {
+func newInput(t *testing.T, opts Options, s Sink) *Tailer {
 	t.Helper()
 	if opts.Container == "" {
 		opts.Container = "app"

@@ -11,7 +11,7 @@ import (
 const (
 	reasonLineTooLong   = "line_too_long"         // a line longer than MaxLineBytes: its rest
 	reasonRecordTooLong = "record_too_long"       // a multiline record longer than MaxLineBytes: its rest
-	reasonDeleted       = "deleted_before_read"   // a file gone before it could be opened
+	reasonDeleted       = "deleted_before_read"   // a file gone before it was read: not opened, or closed to make room with bytes unread
 	reasonTruncated     = "truncated_before_read" // bytes of a truncated file that were not read
 )
 
@@ -40,13 +40,13 @@ func newInstruments(reg *metrics.Registry, container string) *instruments {
 		bytes:        reg.Counter("sidelog_bytes_read_total", "Bytes read from files.", c...),
 		records:      reg.Counter("sidelog_records_emitted_total", "Records handed on for sending (a multiline record counts once).", c...),
 		open:         reg.Gauge("sidelog_files_open", "Files open for reading.", c...),
-		waiting:      reg.Gauge("sidelog_files_waiting", "Files found but not open: no place under maxFiles, or a copy waiting for its original's truncation.", c...),
+		waiting:      reg.Gauge("sidelog_files_waiting", "Files found with bytes to read but not open: no place under maxFiles, or a copy waiting for its original's truncation. Files closed to make room at their end that did not change since are not counted.", c...),
 		dropped:      map[string]*metrics.Counter{},
 		droppedBytes: map[string]*metrics.Counter{},
 		rotated:      map[string]*metrics.Counter{},
 	}
 	for _, r := range reasons {
-		m.dropped[r] = reg.Counter("sidelog_dropped_total", "Unavoidable losses, by reason: lines or records cut to maxLineBytes, files deleted before they were read, bytes truncated before they were read.", "container", container, "reason", r)
+		m.dropped[r] = reg.Counter("sidelog_dropped_total", "Unavoidable losses, by reason: lines or records cut to maxLineBytes, files deleted before they were read (or, closed to make room, before they were read to their end), bytes truncated before they were read.", "container", container, "reason", r)
 		m.droppedBytes[r] = reg.Counter("sidelog_dropped_bytes_total", "Bytes lost, by reason (see sidelog_dropped_total).", "container", container, "reason", r)
 	}
 	for _, k := range []string{"moved", "truncated"} {
@@ -79,13 +79,13 @@ func (g *pathGauge) value() float64 {
 // gaugeAdd counts f in its path's gauge, registering the gauge for the first file. The registry
 // is never called with a lock of ours held: a scrape holds the registry's lock while it calls
 // value.
-func (in *Input) gaugeAdd(f *File) {
-	g := in.gauges[f.Path]
+func (t *Tailer) gaugeAdd(f *File) {
+	g := t.gauges[f.Path]
 	if g == nil {
 		g = &pathGauge{}
-		in.gauges[f.Path] = g
-		in.m.reg.GaugeFunc(behindName, "Bytes written to a file but not read yet (file size minus read offset).",
-			g.value, "container", in.m.container, "path", f.Path)
+		t.gauges[f.Path] = g
+		t.m.reg.GaugeFunc(behindName, "Bytes written to a file but not read yet (file size minus read offset).",
+			g.value, "container", t.m.container, "path", f.Path)
 	}
 	g.mu.Lock()
 	g.files = append(g.files, f)
@@ -93,8 +93,8 @@ func (in *Input) gaugeAdd(f *File) {
 }
 
 // gaugeRemove takes f out of its path's gauge, unregistering the gauge with the last file.
-func (in *Input) gaugeRemove(f *File) {
-	g := in.gauges[f.Path]
+func (t *Tailer) gaugeRemove(f *File) {
+	g := t.gauges[f.Path]
 	if g == nil {
 		return
 	}
@@ -105,16 +105,16 @@ func (in *Input) gaugeRemove(f *File) {
 	empty := len(g.files) == 0
 	g.mu.Unlock()
 	if empty {
-		delete(in.gauges, f.Path)
-		in.m.reg.Unregister(behindName, "container", in.m.container, "path", f.Path)
+		delete(t.gauges, f.Path)
+		t.m.reg.Unregister(behindName, "container", t.m.container, "path", f.Path)
 	}
 }
 
 // gaugeSwap replaces f by g (same path) in the gauge.
-func (in *Input) gaugeSwap(f, g *File) {
-	pg := in.gauges[f.Path]
+func (t *Tailer) gaugeSwap(f, g *File) {
+	pg := t.gauges[f.Path]
 	if pg == nil {
-		in.gaugeAdd(g)
+		t.gaugeAdd(g)
 		return
 	}
 	pg.mu.Lock()
@@ -124,4 +124,44 @@ func (in *Input) gaugeSwap(f, g *File) {
 		pg.files = append(pg.files, g)
 	}
 	pg.mu.Unlock()
+}
+
+func (t *Tailer) readError(f *File, err error) {
+	if err.Error() != f.readErr {
+		t.log.Warn("file error", "path", f.Path, "err", err)
+		f.readErr = err.Error()
+	}
+}
+
+// report adds this pass's counts to the metrics and logs its truncations, one log line per file
+// and pass: a file of over-long lines must not flood the log, and no drop goes unlogged.
+func (t *Tailer) report() {
+	m := t.m
+	m.lines.Add(t.nLines)
+	m.records.Add(t.nRecords)
+	m.bytes.Add(t.nBytes)
+	t.nLines, t.nRecords, t.nBytes = 0, 0, 0
+	for _, f := range t.noisy {
+		if f.truncLines > 0 {
+			m.dropped[reasonLineTooLong].Add(uint64(f.truncLines))
+			m.droppedBytes[reasonLineTooLong].Add(uint64(f.truncBytes))
+			t.log.Warn("lines longer than maxLineBytes truncated", "path", f.Path, "lines", f.truncLines,
+				"reason", reasonLineTooLong, "dropped_bytes", f.truncBytes, "max_line_bytes", t.opts.MaxLineBytes)
+		}
+		if f.truncRecords > 0 {
+			m.dropped[reasonRecordTooLong].Add(uint64(f.truncRecords))
+			m.droppedBytes[reasonRecordTooLong].Add(uint64(f.truncRecordBytes))
+			t.log.Warn("multiline records longer than maxLineBytes truncated", "path", f.Path, "records", f.truncRecords,
+				"reason", reasonRecordTooLong, "dropped_bytes", f.truncRecordBytes, "max_line_bytes", t.opts.MaxLineBytes)
+		}
+		f.truncLines, f.truncBytes, f.truncRecords, f.truncRecordBytes = 0, 0, 0, 0
+	}
+	t.noisy = t.noisy[:0]
+}
+
+// drop counts and logs an unavoidable loss of n bytes.
+func (t *Tailer) drop(reason string, n int64, msg string, args ...any) {
+	t.m.dropped[reason].Inc()
+	t.m.droppedBytes[reason].Add(uint64(n))
+	t.log.Warn(msg, append(args, "reason", reason, "dropped_bytes", n)...)
 }

@@ -105,7 +105,7 @@ func TestTinyFileGrows(t *testing.T) {
 	pollAll(t, in, c.advance(time.Second))
 	pollAll(t, in, c.advance(time.Second))
 	equal(t, "two lines", s.texts(), []string{"a", "b"})
-	if fp := in.open[0].ident.Fingerprint; fp.Len != 4 {
+	if fp := in.open[0].pos.Fingerprint; fp.Len != 4 {
 		t.Errorf("fingerprint covers %d bytes, want the whole 4-byte file", fp.Len)
 	}
 }
@@ -245,8 +245,9 @@ func TestMaxFilesTakeTurns(t *testing.T) {
 	for _, n := range names {
 		equal(t, n, s.byPath(dir+"/"+n+".log"), split(numbered(n, 0, 30)))
 	}
-	if got := metric(t, reg, `sidelog_files_waiting{container="app"}`); got != "3" {
-		t.Errorf("files waiting = %s, want 3", got)
+	// Every file was read to its end: the three closed to make room wait for nothing.
+	if got := metric(t, reg, `sidelog_files_waiting{container="app"}`); got != "0" {
+		t.Errorf("files waiting = %s, want 0", got)
 	}
 }
 
@@ -820,12 +821,12 @@ func TestParkedFileHoldsNoLine(t *testing.T) {
 	c := newClock()
 	pollAll(t, in, c.now())
 	pollAll(t, in, c.advance(DefaultRotateWait)) // a.log is idle: it makes room for b.log
-	i := slices.IndexFunc(in.known, func(k *known) bool { return k.file != nil && k.file.Path == dir+"/a.log" })
+	i := slices.IndexFunc(in.tr.parked, func(f *File) bool { return f.Path == dir+"/a.log" })
 	if i < 0 {
 		t.Fatal("a.log was not closed to make room")
 	}
-	if f := in.known[i].file; f.split.Pending() != 0 || f.offset != 3 {
-		t.Errorf("parked a.log holds %d bytes of its unfinished line at offset %d; want none, offset 3 (the line's start)", f.split.Pending(), f.offset)
+	if f := in.tr.parked[i]; f.rd != nil || f.pos.Offset != 3 {
+		t.Errorf("parked a.log keeps a reader (%v) or is at offset %d; want none, offset 3 (its unfinished line's start)", f.rd != nil, f.pos.Offset)
 	}
 	appendFile(t, dir+"/a.log", "\na3\n")
 	for range 3 {
@@ -886,5 +887,35 @@ func TestPositionsIncludeFilesClosedToMakeRoom(t *testing.T) {
 	}
 	if len(in.open) != 1 {
 		t.Errorf("%d files open, MaxFiles is 1", len(in.open))
+	}
+}
+
+// TestDrainReadsParkedUnfinishedLine: a file closed to make room keeps only its position, at
+// the start of its unfinished last line, and is not reopened while it does not change; Drain
+// reopens it for that line, which is the file's last record.
+func TestDrainReadsParkedUnfinishedLine(t *testing.T) {
+	dir := t.TempDir()
+	a := dir + "/a.log"
+	writeFile(t, a, "a1\nlast without newline")
+	writeFile(t, dir+"/b.log", "b1\n")
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{dir + "/*.log"}, MaxFiles: 1}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	for range 3 {
+		pollAll(t, in, c.advance(DefaultRotateWait)) // a.log parked, and left so: it does not change
+	}
+	equal(t, "a.log before Drain", s.byPath(a), []string{"a1"})
+	if !slices.ContainsFunc(in.tr.parked, func(f *File) bool { return f.Path == a }) {
+		t.Fatal("a.log is not parked: the test does not exercise what it is about")
+	}
+	if err := in.Drain(context.Background(), c.now()); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "a.log after Drain", s.byPath(a), []string{"a1", "last without newline"})
+	for _, e := range in.Positions() {
+		if e.Path == a && e.Offset != fileSize(t, a) {
+			t.Errorf("a.log acknowledged to %d, want its size %d", e.Offset, fileSize(t, a))
+		}
 	}
 }

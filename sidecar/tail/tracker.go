@@ -1,0 +1,273 @@
+package tail
+
+import (
+	"crypto/sha256"
+	"slices"
+	"time"
+
+	"github.com/sidelog/sidelog/sidecar/fingerprint"
+)
+
+// tracker remembers the files that are not open and decides, from what a scan and a file's
+// first bytes say, what each file found is: one to open from its start, a remembered one to
+// resume, a copy to defer, an idle one to leave closed, or a remembered content that is gone.
+// It does no I/O: the Tailer stats, opens and reads, and carries out the decisions, so that
+// every rule here is tested as a table of situations and decisions (tracker_test.go).
+type tracker struct {
+	fpSize int           // bytes that make a full fingerprint
+	wait   time.Duration // RotateWait: how long a copy of an open file is deferred
+
+	waiting map[fingerprint.ID]*candidate // found, worth opening, not open yet
+	seen    map[fingerprint.ID]bool       // inodes the last scan found
+
+	// Remembered contents, by what they are: each kind has its own list and its own rules.
+	parked []*File  // closed to make room (MaxFiles); only their Position is kept
+	saved  []*saved // positions from the last run that no file matched yet
+	cut    []*cut   // contents whose inode was truncated (copytruncate); a copy may turn up
+}
+
+// candidate is a file found by the globs that is not open.
+type candidate struct {
+	id        fingerprint.ID
+	path      string
+	size      int64
+	firstSeen time.Time
+	copyOf    string // path of the open file it is a copy of, while deferred
+	err       string // last error opening it, to log a persistent one once
+}
+
+// saved is a position from the last run.
+type saved struct {
+	Position
+	// moved is set once the file on its inode was found to hold other bytes (truncated while
+	// the agent was down): the content can only be in a copy now, on another inode.
+	moved bool
+}
+
+// cut is the content a file had before it was truncated in place. file is its File, whose
+// records may still be in flight (and whose unfinished line its reader still holds, to hand on
+// if no copy turns up); resume is where a copy resumes: the start of that line.
+type cut struct {
+	file   *File
+	resume int64
+	lost   int64 // bytes known to be unread when it was truncated
+}
+
+func newTracker(fpSize int, wait time.Duration) *tracker {
+	return &tracker{fpSize: fpSize, wait: wait,
+		waiting: map[fingerprint.ID]*candidate{}, seen: map[fingerprint.ID]bool{}}
+}
+
+// admission is what to do with a file found by a scan that is not open.
+type admission uint8
+
+const (
+	admitWait admission = iota // open it when there is room
+	admitIdle                  // closed to make room at its end and unchanged since: leave it closed
+)
+
+// admit decides whether a file found with size and modTime that is not open is worth opening.
+// A parked file that has not changed has nothing to read: reopening it only to find that out,
+// at every RotateWait, is what made idle files beyond MaxFiles take turns for ever. When
+// draining, a parked file's unfinished last line is read too.
+func (tr *tracker) admit(id fingerprint.ID, size int64, modTime time.Time, draining bool) admission {
+	for _, p := range tr.parked {
+		if p.pos.ID != id {
+			continue
+		}
+		if !p.pos.unchanged(size, modTime) || draining && p.pos.Offset < size {
+			return admitWait
+		}
+		return admitIdle
+	}
+	return admitWait
+}
+
+// sighting is what was read of a file being opened.
+type sighting struct {
+	id     fingerprint.ID
+	head   []byte // its first bytes, at most fpSize
+	size   int64
+	waited time.Duration // since a scan first found it
+	copyOf string        // path of an open file whose (full) first bytes it shares
+}
+
+// act is what to do with a file being opened.
+type act uint8
+
+const (
+	actFresh  act = iota // read it from its start
+	actResume            // it is a remembered content: read it from offset
+	actDefer             // a copy of an open file: wait for the truncation that may follow
+)
+
+// verdict is the tracker's decision about a sighting. At most one of parked, saved and cut is
+// set with actResume: the remembered content it resumes, already forgotten by the tracker.
+type verdict struct {
+	act    act
+	offset int64
+	from   string // the path the content was remembered at
+	parked *File
+	saved  *saved
+	cut    *cut
+	// stale are parked files whose inode now holds other bytes (rewritten in place while
+	// closed): already forgotten by the tracker, to be settled as a truncation.
+	stale []*File
+	// shorter is set when a remembered position lies beyond the file's size: the file is read
+	// from its start.
+	shorter bool
+}
+
+// identify decides what the file of s is.
+//
+// Entries on the same inode are tried first, so that two files starting with the same bytes
+// each get their own position. A file on another inode is taken for a remembered one by its
+// first bytes alone (a full fingerprint), as a copy (copytruncate, or a rotation by copy while
+// the agent was down) would be -- not when the remembered file's inode is still found holding
+// that content: then the other file only starts like it (a common header), and resuming it at
+// the remembered offset would skip its first lines. Truncated content is the exception: its
+// inode lives on, truncated, and its copy is exactly what it waits for.
+func (tr *tracker) identify(s sighting) verdict {
+	full := len(s.head) >= tr.fpSize
+	if full && s.copyOf != "" && s.waited < tr.wait {
+		return verdict{act: actDefer}
+	}
+	var sum [sha256.Size]byte
+	if full {
+		sum = sha256.Sum256(s.head)
+	}
+	is := func(id fingerprint.Identity) bool {
+		fp := id.Fingerprint
+		// A fingerprint longer than ours (FingerprintSize was larger in the last run) cannot
+		// be checked: that file is read again from its start.
+		if fp.Len > len(s.head) || fp.Len > tr.fpSize || !fp.Full(tr.fpSize) && id.ID != s.id {
+			return false
+		}
+		if fp.Len == len(s.head) && full {
+			return fp.Sum == sum
+		}
+		return fingerprint.Of(s.head[:fp.Len]).Sum == fp.Sum
+	}
+	var v verdict
+	resume := func(p Position) verdict {
+		v.act, v.offset, v.from = actResume, p.Offset, p.Path
+		if p.Offset > s.size {
+			v.act, v.offset, v.shorter = actFresh, 0, true
+		}
+		return v
+	}
+
+	// Same inode.
+	for i, p := range tr.parked {
+		if p.pos.ID != s.id {
+			continue
+		}
+		tr.parked = slices.Delete(tr.parked, i, i+1)
+		if !is(p.pos.Identity) || p.pos.Offset > s.size {
+			v.stale = append(v.stale, p)
+			break
+		}
+		v.parked = p
+		return resume(p.pos)
+	}
+	for i, sv := range tr.saved {
+		if sv.ID != s.id {
+			continue
+		}
+		if !is(sv.Identity) {
+			sv.moved = true
+			continue
+		}
+		tr.saved = slices.Delete(tr.saved, i, i+1)
+		v.saved = sv
+		return resume(sv.Position)
+	}
+	for i, c := range tr.cut {
+		if c.file.pos.ID == s.id && is(c.file.pos.Identity) {
+			tr.cut = slices.Delete(tr.cut, i, i+1)
+			v.cut = c
+			return resume(Position{Path: c.file.Path, Offset: c.resume})
+		}
+	}
+
+	// Another inode: a copy or a move, told by a full fingerprint only.
+	if !full {
+		return v
+	}
+	for i, c := range tr.cut {
+		if c.file.pos.ID != s.id && is(c.file.pos.Identity) {
+			tr.cut = slices.Delete(tr.cut, i, i+1)
+			v.cut = c
+			return resume(Position{Path: c.file.Path, Offset: c.resume})
+		}
+	}
+	for i, sv := range tr.saved {
+		if sv.ID == s.id || tr.seen[sv.ID] && !sv.moved || !is(sv.Identity) {
+			continue
+		}
+		tr.saved = slices.Delete(tr.saved, i, i+1)
+		v.saved = sv
+		return resume(sv.Position)
+	}
+	for i, p := range tr.parked {
+		if p.pos.ID == s.id || tr.seen[p.pos.ID] || !is(p.pos.Identity) {
+			continue
+		}
+		tr.parked = slices.Delete(tr.parked, i, i+1)
+		v.parked = p
+		return resume(p.pos)
+	}
+	return v
+}
+
+// unreadWhenGone returns the bytes lost with a file that a complete scan no longer finds and
+// that was not open: c is its candidate, if it was waiting, and p its position, if it was
+// parked. A parked file is known to hold bytes past its offset (its unfinished last line, and
+// whatever was written since it was closed); a waiting copy of an open file held nothing that
+// was not read through the original; any other waiting file was not read at all.
+func unreadWhenGone(c *candidate, p *Position) int64 {
+	var size int64
+	if c != nil {
+		size = c.size
+	}
+	if p != nil {
+		return max(max(size, p.Size)-p.Offset, 0)
+	}
+	if c == nil || c.copyOf != "" {
+		return 0
+	}
+	return c.size
+}
+
+// growth classifies a check of an open file read to offset, whose size was seen at the last
+// check and is size now. A file shorter than what was read was truncated; one whose size
+// changed may have been truncated and written past its old size, which only its first bytes
+// tell (needHead). One whose size did not change costs nothing more than the stat.
+func growth(offset, seen, size int64) (truncated, needHead bool) {
+	if size < offset {
+		return true, false
+	}
+	return false, size != seen
+}
+
+// parkedFile returns the parked File on inode id, or nil.
+func (tr *tracker) parkedFile(id fingerprint.ID) *File {
+	for _, p := range tr.parked {
+		if p.pos.ID == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// mayMatchWaiting reports whether a file found but not open yet may still be opened, and so
+// match a remembered position. Files that could not be opened (no permission) are retried, but
+// must not keep positions and truncated content alive for ever.
+func (tr *tracker) mayMatchWaiting() bool {
+	for _, c := range tr.waiting {
+		if c.err == "" {
+			return true
+		}
+	}
+	return false
+}
