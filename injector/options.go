@@ -251,11 +251,13 @@ func (r *request) resolvePort(pod *corev1.Pod, ps, ns annotationSet, p *Policy) 
 	default:
 		r.port = p.MetricsPort
 	}
-	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
-		if slices.ContainsFunc(pod.Spec.InitContainers, func(ic corev1.Container) bool { return ic.Name == c.Name }) &&
-			(c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
-			continue
+	var beside []corev1.Container // the containers that run while the agent does
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			beside = append(beside, c)
 		}
+	}
+	for _, c := range append(beside, pod.Spec.Containers...) {
 		for _, port := range c.Ports {
 			if port.ContainerPort != r.port {
 				continue
