@@ -79,8 +79,12 @@ func (r *request) resolveIdentity(pod *corev1.Pod, p *Policy) {
 	if p.AgentIdentity == IdentityFixed {
 		fix = "make them readable to the agent's uid or group (or ask the cluster admin for agentIdentity: app in the sidelog policy)"
 	}
-	r.warnings = append(r.warnings, fmt.Sprintf("the agent runs as %s and tailed container %s: the agent can read only the files that are %s; %s",
-		agent, strings.Join(who, ", "), readable, fix))
+	containers := "container"
+	if len(who) > 1 {
+		containers = "containers"
+	}
+	r.warnings = append(r.warnings, fmt.Sprintf("the agent runs as %s and tailed %s %s: the agent can read only the files that are %s; %s",
+		agent, containers, strings.Join(who, ", "), readable, fix))
 }
 
 // sharedID returns the one non-root id that every entry of ids sets, if there is one.

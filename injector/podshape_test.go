@@ -29,10 +29,15 @@ func TestAgentIdentity(t *testing.T) {
 		{"platform: nothing set", IdentityPlatform, nil, nil, nil, nil, ""},
 		{"platform: the app's uid", IdentityPlatform, nil, &corev1.SecurityContext{RunAsUser: id(1000700000)}, id(1000700000), nil, ""},
 		{"platform: a root app", IdentityPlatform, nil, &corev1.SecurityContext{RunAsUser: id(0)}, nil, nil, "the agent runs as the platform's uid"},
+		{"app: two containers, two uids", IdentityApp, nil, &corev1.SecurityContext{RunAsUser: id(1000)}, id(65532), id(65532),
+			`tailed containers "app" as uid 1000, "worker" as its image's user`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := basePod(tailApp())
+			if strings.Contains(tt.name, "two containers") {
+				pod.Annotations[AnnotationTail+".worker"] = "/work/*.log"
+			}
 			pod.Spec.SecurityContext = tt.pod
 			pod.Spec.Containers[0].SecurityContext = tt.app
 			p, err := ParsePolicy([]byte("agentIdentity: " + tt.identity))
