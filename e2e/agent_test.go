@@ -143,11 +143,12 @@ type agentProcess struct {
 // other volumes get new ones.
 func runInjectedAgent(t testing.TB, pod *corev1.Pod, volumeDirs map[string]string) *agentProcess {
 	t.Helper()
-	cmd, err := localpod.Command(pod, injector.AgentContainer, localpod.Options{
+	opts := localpod.Options{
 		Binaries:   map[string]string{"/sidelog-agent": binary(t, "sidelog-agent")},
 		VolumeDirs: volumeDirs,
 		ScratchDir: t.TempDir(),
-	})
+	}
+	cmd, err := localpod.Command(pod, injector.AgentContainer, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,25 @@ func runInjectedAgent(t testing.TB, pod *corev1.Pod, volumeDirs map[string]strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if probe := c.StartupProbe; probe != nil && probe.HTTPGet != nil {
+	if probe := c.StartupProbe; probe != nil && probe.Exec != nil {
+		// The probe runs in the agent's container: its environment and its volumes.
+		probePod := pod.DeepCopy()
+		pc, err := localpod.Container(probePod, injector.AgentContainer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.Command, pc.Args = probe.Exec.Command, nil
+		eventually(t, 30*time.Second, "the agent's startup probe "+strings.Join(probe.Exec.Command, " "), func() error {
+			probeCmd, err := localpod.Command(probePod, injector.AgentContainer, opts)
+			if err != nil {
+				return err
+			}
+			if out, err := probeCmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	} else if probe != nil && probe.HTTPGet != nil {
 		var port int32
 		for _, cp := range c.Ports {
 			if cp.Name == probe.HTTPGet.Port.String() || cp.ContainerPort == probe.HTTPGet.Port.IntVal {

@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sidelog/sidelog/sidecar/config"
 )
@@ -81,7 +80,7 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 		Limits:       p.AgentLimits,
 		DrainTimeout: config.Duration(drain),
 		LabelsFile:   LabelsFile,
-		MetricsAddr:  fmt.Sprintf(":%d", r.port),
+		MetricsAddr:  metricsAddr(pod, r),
 	}
 	upstreamConfig(r.security, &c.Upstream)
 	for _, in := range r.inputs {
@@ -137,7 +136,6 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 	mounts = append(mounts, secretMounts...)
 	mounts = append(mounts, lm.mounts...)
 
-	uid, gid := agentIDs(pod, r, p)
 	c := corev1.Container{
 		Name:            AgentContainer,
 		Image:           p.AgentImage,
@@ -145,74 +143,64 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 		Command:         slices.Clone(agentCommand),
 		Args:            slices.Clone(agentArgs),
 		Env:             env,
-		Ports: []corev1.ContainerPort{{
-			Name:          metricsPortName,
-			ContainerPort: r.port,
-			Protocol:      corev1.ProtocolTCP,
-		}},
+
 		Resources:                *r.resources.DeepCopy(),
 		VolumeMounts:             mounts,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                &uid,
-			RunAsGroup:               &gid,
+			RunAsUser:                r.uid,
+			RunAsGroup:               r.gid,
 			RunAsNonRoot:             ptr(true),
 			ReadOnlyRootFilesystem:   ptr(true),
 			AllowPrivilegeEscalation: ptr(false),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
+		Ports: agentPorts(pod, r),
 	}
 	if r.mode == ModeNative {
 		c.RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
-		// The kubelet starts the app containers only once a native sidecar's startup probe
-		// passed: with it, the agent is up (its SIGTERM handler installed) before the app writes
-		// its first line, so even a Job that ends at once is shipped whole.
-		c.StartupProbe = &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/healthz",
-				Port: intstr.FromString(metricsPortName),
-			}},
-			PeriodSeconds:    1,
-			FailureThreshold: 30,
-		}
+		c.StartupProbe = startupProbe(p)
 	}
 	return c
 }
 
-// agentIDs are the uid and gid the agent runs as: those of the tailed containers when they
-// all run as the same non-root uid (so the agent can read files only their owner may read),
-// else the policy's.
-func agentIDs(pod *corev1.Pod, r *request, p *Policy) (uid, gid int64) {
-	shared := func(get func(*corev1.SecurityContext) *int64, podLevel *int64) (int64, bool) {
-		var id *int64
-		for _, in := range r.inputs {
-			v := podLevel
-			if sc := pod.Spec.Containers[in.container].SecurityContext; sc != nil && get(sc) != nil {
-				v = get(sc)
-			}
-			if v == nil || *v <= 0 || id != nil && *id != *v {
-				return 0, false
-			}
-			id = v
-		}
-		if id == nil {
-			return 0, false
-		}
-		return *id, true
+// agentPorts declares the metrics port, except in a hostNetwork pod, where it would be a
+// hostPort on the node (see resolvePort).
+func agentPorts(pod *corev1.Pod, r *request) []corev1.ContainerPort {
+	if pod.Spec.HostNetwork {
+		return nil
 	}
-	var podUID, podGID *int64
-	if psc := pod.Spec.SecurityContext; psc != nil {
-		podUID, podGID = psc.RunAsUser, psc.RunAsGroup
+	return []corev1.ContainerPort{{Name: metricsPortName, ContainerPort: r.port, Protocol: corev1.ProtocolTCP}}
+}
+
+// metricsAddr is where the agent serves /healthz and /metrics: every address of the pod, or the
+// node's loopback for a hostNetwork pod (see resolvePort).
+func metricsAddr(pod *corev1.Pod, r *request) string {
+	if pod.Spec.HostNetwork {
+		return fmt.Sprintf("127.0.0.1:%d", r.port)
 	}
-	uid, gid = p.AgentUser, p.AgentGroup
-	if u, ok := shared(func(sc *corev1.SecurityContext) *int64 { return sc.RunAsUser }, podUID); ok {
-		uid = u
-		if g, ok := shared(func(sc *corev1.SecurityContext) *int64 { return sc.RunAsGroup }, podGID); ok {
-			gid = g
-		}
+	return fmt.Sprintf(":%d", r.port)
+}
+
+// startupProbe is the native sidecar's startup probe. The kubelet starts the app containers
+// only once it passed: with it, the agent is up (its SIGTERM handler installed) before the app
+// writes its first line, so even a Job that ends at once is shipped whole. It runs the agent
+// binary, which asks its own /healthz over loopback: a kubelet httpGet would cross the pod
+// network, where a mesh's STRICT mTLS refuses plaintext (and the mesh's probe rewriting ran
+// before the agent was added).
+func startupProbe(p *Policy) *corev1.Probe {
+	if p.StartupProbe == ProbeNone {
+		return nil
 	}
-	return uid, gid
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
+			Command: slices.Concat(agentCommand, []string{"--probe"}, agentArgs),
+		}},
+		PeriodSeconds:    1,
+		TimeoutSeconds:   2,
+		FailureThreshold: 30,
+	}
 }
 
 // agentVolumes are the agent's own volumes.

@@ -109,7 +109,8 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (Outcome, error) {
 		return Outcome{}, err
 	}
 
-	lm := &logMounts{pod: pod, policy: p}
+	noToken := pod.Spec.AutomountServiceAccountToken == nil || *pod.Spec.AutomountServiceAccountToken
+	lm := &logMounts{pod: pod, policy: p, own: ownDirs(r, noToken)}
 	for _, in := range r.inputs {
 		for _, g := range in.paths {
 			if err := lm.add(in.container, in.tail, g); err != nil {
@@ -122,8 +123,10 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (Outcome, error) {
 		return Outcome{}, err
 	}
 
-	noToken := pod.Spec.AutomountServiceAccountToken == nil || *pod.Spec.AutomountServiceAccountToken
 	agent := agentContainer(pod, r, lm, p, cfg, noToken)
+	if w := addPodResources(pod, agent.Resources); w != "" {
+		warnings = append(warnings, w)
+	}
 	own := agentVolumes(r, noToken)
 	if r.mode == ModeNative {
 		// Last among the init containers: it must start before the app containers, and init
@@ -173,10 +176,7 @@ func checkReserved(pod *corev1.Pod) error {
 				v.Name, strings.Join(reservedVolumes, ", "), logVolumePrefix, AnnotationTail)}
 		}
 	}
-	if os := pod.Spec.OS; os != nil && os.Name != corev1.Linux {
-		return &Error{Key: AnnotationTail, Message: fmt.Sprintf("the agent runs on Linux only, and the pod's spec.os.name is %q", os.Name)}
-	}
-	return nil
+	return checkLinux(pod)
 }
 
 func setAnnotation(pod *corev1.Pod, key, value string) {

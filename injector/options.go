@@ -20,7 +20,9 @@ type request struct {
 	mode      string
 	resources corev1.ResourceRequirements
 	port      int32
-	warnings  []string
+	// uid and gid the agent runs as; nil leaves them to the platform (Policy.AgentIdentity).
+	uid, gid *int64
+	warnings []string
 }
 
 // input is one tailed app container.
@@ -118,6 +120,7 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 	if err := r.resolveResources(ps, ns, p); err != nil {
 		return nil, err
 	}
+	r.resolveIdentity(pod, p)
 	return r, r.resolvePort(pod, ps, ns, p)
 }
 
@@ -226,16 +229,35 @@ func (r *request) resolveResources(ps, ns annotationSet, p *Policy) error {
 	return nil
 }
 
-// resolvePort picks the metrics port and checks that no container of the pod declares it:
-// they all share the pod's network namespace.
+// resolvePort picks the metrics port and checks that no container that runs beside the agent
+// declares it: they all share the pod's network namespace. Init containers that run to
+// completion are done before the agent starts (it is the last init container, or a regular
+// container), so their ports are free by then.
+//
+// A hostNetwork pod shares the node's network namespace instead: a declared port would become a
+// hostPort, and a fixed one would collide with the same agent port of another such pod on the
+// node. Unless the pod or its namespace names a port, its agent takes any free port of
+// 127.0.0.1 (port 0), which its exec startup probe finds in the state directory.
 func (r *request) resolvePort(pod *corev1.Pod, ps, ns annotationSet, p *Policy) error {
 	s, ok := pick(ps, ns, optMetricsPort, "")
-	if ok {
+	switch {
+	case ok:
 		r.port = s.parsed.(int32)
-	} else {
+	case pod.Spec.HostNetwork:
+		r.port = 0
+		r.warnings = append(r.warnings, fmt.Sprintf("hostNetwork: the agent serves /healthz and /metrics on a free port of the node's 127.0.0.1, not on the pod's IP, and declares no containerPort (it would be a hostPort); set %s to choose the port",
+			AnnotationMetricsPort))
+		return nil
+	default:
 		r.port = p.MetricsPort
 	}
-	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+	var beside []corev1.Container // the containers that run while the agent does
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			beside = append(beside, c)
+		}
+	}
+	for _, c := range append(beside, pod.Spec.Containers...) {
 		for _, port := range c.Ports {
 			if port.ContainerPort != r.port {
 				continue

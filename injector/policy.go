@@ -34,10 +34,28 @@ type Policy struct {
 	// ImagePullPolicy of the agent container. Default unset (Kubernetes then chooses).
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
 	// AgentUser and AgentGroup are the uid and gid the agent runs as, both above zero. Default
-	// 65532 (distroless "nonroot"). When every tailed container runs as one non-root uid (and
-	// gid), the agent runs as that instead, so that it can read files only their owner may read.
+	// 65532 (distroless "nonroot"). AgentIdentity says when the agent runs as the app's instead.
 	AgentUser  int64 `json:"agentUser,omitempty"`
 	AgentGroup int64 `json:"agentGroup,omitempty"`
+	// AgentIdentity is who the agent runs as, which decides which of the app's files it can
+	// read:
+	//   - IdentityApp (default): the uid (and gid) of the tailed containers when they all run
+	//     as one explicit non-root uid, so that it reads files only their owner may read (0600);
+	//     else AgentUser and AgentGroup;
+	//   - IdentityFixed: always AgentUser and AgentGroup;
+	//   - IdentityPlatform: as IdentityApp when the tailed containers set one uid, else
+	//     runAsUser and runAsGroup are left unset for the platform to assign (OpenShift's
+	//     restricted-v2 SCC gives every container of a pod the same uid from the namespace's
+	//     range, and refuses any other uid). runAsNonRoot stays true.
+	// Whenever the injector cannot know that the agent runs as the uid that writes the files, it
+	// says so in a warning; the pod's fsGroup is a supplemental group of the agent too, so
+	// group-readable files on volumes that take it are readable either way.
+	AgentIdentity string `json:"agentIdentity,omitempty"`
+	// StartupProbe is the native sidecar agent's startup probe, which holds the app containers
+	// back until the agent runs: ProbeExec (default: the agent binary asks its own /healthz over
+	// loopback, which no mesh mTLS or NetworkPolicy stands between) or ProbeNone (no probe: the
+	// app may start, and a short Job end, before the agent reads its first line).
+	StartupProbe string `json:"startupProbe,omitempty"`
 	// Upstream are the default aggregator addresses (host:port, failover order) for pods whose
 	// namespace and annotations name none. Default none: such pods are refused.
 	Upstream []string `json:"upstream,omitempty"`
@@ -64,7 +82,10 @@ type Policy struct {
 	// the wire for some agent CPU.
 	UpstreamCompression string `json:"upstreamCompression,omitempty"`
 	// Resources are the agent's requests and limits (cpu, memory, ephemeral-storage), taken as a
-	// whole when any is set. Default requests cpu 25m, memory 32Mi; limits cpu 200m, memory 128Mi.
+	// whole when any is set. Default requests cpu 50m, memory 32Mi; limits cpu 200m, memory
+	// 128Mi: a limit at most 4 times the request, which the common LimitRange
+	// maxLimitRequestRatio of 4 accepts. A pod with pod-level resources (spec.resources) has
+	// the agent's added to them.
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 	// SidecarMode is ModeNative, ModeLegacy or ModeAuto. Default ModeNative.
 	SidecarMode string `json:"sidecarMode,omitempty"`
@@ -96,6 +117,19 @@ type Policy struct {
 	AgentLimits config.Limits `json:"agentLimits,omitzero"`
 }
 
+// AgentIdentity values.
+const (
+	IdentityApp      = "app"
+	IdentityFixed    = "fixed"
+	IdentityPlatform = "platform"
+)
+
+// StartupProbe values.
+const (
+	ProbeExec = "exec"
+	ProbeNone = "none"
+)
+
 // MissingVolume values.
 const (
 	MissingVolumeRefuse   = "refuse"
@@ -121,7 +155,7 @@ func DefaultPolicy() *Policy {
 		AgentGroup: defaultAgentID,
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("25m"),
+				corev1.ResourceCPU:    resource.MustParse("50m"),
 				corev1.ResourceMemory: resource.MustParse("32Mi"),
 			},
 			Limits: corev1.ResourceList{
@@ -129,6 +163,8 @@ func DefaultPolicy() *Policy {
 				corev1.ResourceMemory: resource.MustParse("128Mi"),
 			},
 		},
+		AgentIdentity:    IdentityApp,
+		StartupProbe:     ProbeExec,
 		SidecarMode:      ModeNative,
 		AllowPodOverride: policedOptions(),
 		MissingVolume:    MissingVolumeRefuse,
@@ -259,6 +295,8 @@ func (p *Policy) complete() (*Policy, error) {
 	c.AgentImage = cmp.Or(c.AgentImage, d.AgentImage)
 	c.AgentUser = cmp.Or(c.AgentUser, d.AgentUser)
 	c.AgentGroup = cmp.Or(c.AgentGroup, d.AgentGroup)
+	c.AgentIdentity = cmp.Or(c.AgentIdentity, d.AgentIdentity)
+	c.StartupProbe = cmp.Or(c.StartupProbe, d.StartupProbe)
 	if len(c.Resources.Requests) == 0 && len(c.Resources.Limits) == 0 && len(c.Resources.Claims) == 0 {
 		c.Resources = d.Resources
 	}
@@ -295,6 +333,16 @@ func (p *Policy) validate() error {
 	}
 	if p.AgentGroup < 0 {
 		return bad("agentGroup", "got %d, want a gid above 0", p.AgentGroup)
+	}
+	switch p.AgentIdentity {
+	case IdentityApp, IdentityFixed, IdentityPlatform:
+	default:
+		return bad("agentIdentity", "got %q, want %q, %q or %q", p.AgentIdentity, IdentityApp, IdentityFixed, IdentityPlatform)
+	}
+	switch p.StartupProbe {
+	case ProbeExec, ProbeNone:
+	default:
+		return bad("startupProbe", "got %q, want %q or %q", p.StartupProbe, ProbeExec, ProbeNone)
 	}
 	if p.MaxGlobs < 0 {
 		return bad("maxGlobs", "got %d, want a positive number", p.MaxGlobs)

@@ -85,7 +85,7 @@ func TestParsePolicyErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"agentImge: x", "cluster policy field agentImge: unknown field; did you mean agentImage?"},
 		{"allowOverride: [upstream]", "cluster policy field allowOverride: unknown field; did you mean allowPodOverride?"},
-		{"colour: red", "cluster policy field colour: unknown field; known fields: agentImage, imagePullPolicy, agentUser, agentGroup, upstream, upstreamTLS, upstreamServerName, upstreamCA, upstreamSharedKey, upstreamUser, upstreamMode, upstreamCompression, resources, sidecarMode, kubernetesVersion, allowPodOverride, missingVolume, maxGlobs, maxUpstreams, metricsPort, drainTimeout, agentLimits"},
+		{"colour: red", "cluster policy field colour: unknown field; known fields: agentImage, imagePullPolicy, agentUser, agentGroup, agentIdentity, startupProbe, upstream, upstreamTLS, upstreamServerName, upstreamCA, upstreamSharedKey, upstreamUser, upstreamMode, upstreamCompression, resources, sidecarMode, kubernetesVersion, allowPodOverride, missingVolume, maxGlobs, maxUpstreams, metricsPort, drainTimeout, agentLimits"},
 		{"resources: {requets: {cpu: 1}}", "cluster policy field resources.requets: unknown field; did you mean requests?"},
 		{"resources: {claims: [{name: a}, {nmae: b}]}", "cluster policy field resources.claims[1].nmae: unknown field; did you mean name?"},
 		{"agentLimits: {maxLineByte: 3}", "cluster policy field agentLimits.maxLineByte: unknown field; did you mean maxLineBytes?"},
@@ -96,6 +96,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"drainTimeout: 20", `duration must be a string such as "5s", got 20`},
 		{"agentImage: 'a b'", `cluster policy field agentImage: "a b" contains white space`},
 		{"imagePullPolicy: Sometimes", `cluster policy field imagePullPolicy: got "Sometimes", want Always, IfNotPresent or Never`},
+		{"agentIdentity: root", `cluster policy field agentIdentity: got "root", want "app", "fixed" or "platform"`},
+		{"startupProbe: httpGet", `cluster policy field startupProbe: got "httpGet", want "exec" or "none"`},
 		{"agentUser: -1", "cluster policy field agentUser: got -1, want a uid above 0: the agent never runs as root"},
 		{"upstream: [fluentd]", `cluster policy field upstream: "fluentd" is not host:port`},
 		{"upstreamServerName: 'fluentd logging'", `cluster policy field upstreamServerName: got "fluentd logging", want a DNS name such as fluentd.logging.svc or an IP address`},

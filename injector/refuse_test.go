@@ -39,6 +39,15 @@ func tailApp(more ...string) map[string]string {
 
 func singleContainer(p *corev1.Pod) { p.Spec.Containers = p.Spec.Containers[:1] }
 
+// subPathEnv gives container "app" env and a log mount whose subPathExpr is the last
+// variable's name.
+func subPathEnv(env ...corev1.EnvVar) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Containers[0].Env = env
+		p.Spec.Containers[0].VolumeMounts[0].SubPathExpr = "$(" + env[len(env)-1].Name + ")"
+	}
+}
+
 // TestInjectRefuses pins the message of every mistake a user can make: each names the
 // annotation (or policy field) and says what was expected.
 func TestInjectRefuses(t *testing.T) {
@@ -92,7 +101,23 @@ func TestInjectRefuses(t *testing.T) {
 			},
 			want: `sidelog.io/tail.worker: /var/log/app/*.log is tailed for container "app" too (sidelog.io/tail.app): the agent would ship every line twice`},
 		{name: "windows", ann: tailApp(), pod: func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} },
-			want: `sidelog.io/tail: the agent runs on Linux only, and the pod's spec.os.name is "windows"`},
+			want: `sidelog.io/tail: the agent runs on Linux only, and the pod's spec.os.name is "windows"; remove the sidelog.io/ annotations from pods for Windows nodes, or set sidelog.io/inject: "false"`},
+		{name: "windows by nodeSelector", ann: tailApp(),
+			pod:  func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"} },
+			want: `sidelog.io/tail: the agent runs on Linux only, and the pod's spec.nodeSelector kubernetes.io/os: windows places it on other nodes; remove the sidelog.io/ annotations from pods for Windows nodes, or set sidelog.io/inject: "false"`},
+		{name: "windows by node affinity", ann: tailApp(),
+			pod: func(p *corev1.Pod) {
+				p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+					NodeSelectorTerms: []corev1.NodeSelectorTerm{
+						{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"windows"}}}},
+						{MatchExpressions: []corev1.NodeSelectorRequirement{
+							{Key: "pool", Operator: corev1.NodeSelectorOpExists},
+							{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"linux"}},
+						}},
+					},
+				}}}
+			},
+			want: `sidelog.io/tail: the agent runs on Linux only, and the pod's spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution (kubernetes.io/os NotIn [linux]) places it on other nodes; remove the sidelog.io/ annotations from pods for Windows nodes, or set sidelog.io/inject: "false"`},
 
 		// Multiline and parser.
 		{name: "bad regex", ann: tailApp(AnnotationMultiline+".app", `^(\d{4}`),
@@ -218,6 +243,12 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "default port taken", ann: tailApp(),
 			pod:  func(p *corev1.Pod) { p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 2021}} },
 			want: `sidelog.io/metrics-port: the agent's metrics port 2021 (the cluster policy's metricsPort) is also container "app"'s port; set sidelog.io/metrics-port to a port that no container of the pod uses`},
+		{name: "port of a native sidecar", ann: tailApp(),
+			pod: func(p *corev1.Pod) {
+				p.Spec.InitContainers[0].RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
+				p.Spec.InitContainers[0].Ports = []corev1.ContainerPort{{ContainerPort: 2021}}
+			},
+			want: `sidelog.io/metrics-port: the agent's metrics port 2021 (the cluster policy's metricsPort) is also container "migrate"'s port; set sidelog.io/metrics-port to a port that no container of the pod uses`},
 
 		// Volumes.
 		{name: "path on no volume", ann: tailApp(AnnotationTail+".app", "/srv/app/logs/*.log"),
@@ -237,7 +268,16 @@ func TestInjectRefuses(t *testing.T) {
 			want: `sidelog.io/tail.app: /var/log/app/*.log is on volume "logs" of container "app", which the pod does not define`},
 		{name: "overlaps the agent's state", ann: tailApp(AnnotationTail+".app", "/var/lib/app/*.log"),
 			pod:  func(p *corev1.Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/var/lib" },
-			want: `sidelog.io/tail.app: /var/lib/app/*.log is on volume "logs" mounted at /var/lib, which overlaps the agent's own /var/lib/sidelog; write the logs elsewhere`},
+			want: `sidelog.io/tail.app: /var/lib/app/*.log is on volume "logs" mounted at /var/lib, which overlaps the agent's own checkpoint directory /var/lib/sidelog; write the logs elsewhere`},
+		{name: "log volume at the shared key's mount", ann: tailApp(AnnotationTail+".app", "/etc/sidelog/shared-key/*.log", AnnotationUpstreamSharedKey, "fluentd-forward"),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = SharedKeyDir },
+			want: `sidelog.io/tail.app: /etc/sidelog/shared-key/*.log is on volume "logs" mounted at /etc/sidelog/shared-key, which overlaps the agent's own mount of the shared key (sidelog.io/upstream-shared-key) at /etc/sidelog/shared-key; write the logs elsewhere`},
+		{name: "log volume at the user's mount", ann: tailApp(AnnotationTail+".app", "/etc/sidelog/upstream-user/*.log", AnnotationUpstreamSharedKey, "fluentd-forward", AnnotationUpstreamUser, "fluentd-user"),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = UserDir },
+			want: `sidelog.io/tail.app: /etc/sidelog/upstream-user/*.log is on volume "logs" mounted at /etc/sidelog/upstream-user, which overlaps the agent's own mount of the upstream user (sidelog.io/upstream-user) at /etc/sidelog/upstream-user; write the logs elsewhere`},
+		{name: "log volume over the token directory", ann: tailApp(AnnotationTail+".app", "/var/run/app/*.log"),
+			pod:  func(p *corev1.Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/var/run" },
+			want: `sidelog.io/tail.app: /var/run/app/*.log is on volume "logs" mounted at /var/run, which overlaps the agent's own empty service-account token directory /var/run/secrets/kubernetes.io/serviceaccount (not mounted when the pod sets automountServiceAccountToken: false); write the logs elsewhere`},
 		{name: "two volumes at one path", ann: tailApp(AnnotationTail+".worker", "/var/log/app/worker-*.log"),
 			pod:  func(p *corev1.Pod) { p.Spec.Containers[1].VolumeMounts[0].MountPath = "/var/log/app" },
 			want: `sidelog.io/tail.worker: /var/log/app is volume "work" in container "worker", but container "app" (sidelog.io/tail.app) mounts volume "logs" there; the agent has one file system, so write these logs to different paths`},
@@ -262,6 +302,25 @@ func TestInjectRefuses(t *testing.T) {
 				}
 			},
 			want: `sidelog.io/tail.worker: the subPathExpr "$(SHARD)" of container "worker" refers to $(SHARD), which another tailed container defines differently`},
+		{name: "subPathExpr with GODEBUG", ann: tailApp(), pod: subPathEnv(corev1.EnvVar{Name: "GODEBUG", Value: "x509sha1=1"}),
+			want: `sidelog.io/tail.app: the subPathExpr "$(GODEBUG)" of container "app" refers to $(GODEBUG), a name that would change the agent's runtime, trust roots or loader if the agent had it; use a plain value or a fieldRef under another name`},
+		{name: "subPathExpr with SSL_CERT_FILE", ann: tailApp(), pod: subPathEnv(corev1.EnvVar{Name: "SSL_CERT_FILE", Value: "/var/log/app/ca.pem"}),
+			want: `sidelog.io/tail.app: the subPathExpr "$(SSL_CERT_FILE)" of container "app" refers to $(SSL_CERT_FILE), a name that would change the agent's runtime, trust roots or loader if the agent had it; use a plain value or a fieldRef under another name`},
+		{name: "subPathExpr with the loader's variable", ann: tailApp(), pod: subPathEnv(corev1.EnvVar{Name: "LD_PRELOAD", Value: "/var/log/app/x.so"}),
+			want: `sidelog.io/tail.app: the subPathExpr "$(LD_PRELOAD)" of container "app" refers to $(LD_PRELOAD), a name that would change the agent's runtime, trust roots or loader if the agent had it; use a plain value or a fieldRef under another name`},
+		{name: "subPathExpr with a lowercase proxy", ann: tailApp(), pod: subPathEnv(corev1.EnvVar{Name: "https_proxy", Value: "evil:3128"}),
+			want: `sidelog.io/tail.app: the subPathExpr "$(https_proxy)" of container "app" refers to $(https_proxy), a name that would change the agent's runtime, trust roots or loader if the agent had it; use a plain value or a fieldRef under another name`},
+		{name: "subPathExpr with a Secret", ann: tailApp(),
+			pod:  subPathEnv(corev1.EnvVar{Name: "SHARD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "k"}}}),
+			want: `sidelog.io/tail.app: the subPathExpr "$(SHARD)" of container "app" refers to $(SHARD), which the container takes from a secretKeyRef: the agent gets only plain values and fieldRefs; use a plain value or a fieldRef under another name`},
+		{name: "subPathExpr with a resource", ann: tailApp(),
+			pod:  subPathEnv(corev1.EnvVar{Name: "SHARD", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}}),
+			want: `sidelog.io/tail.app: the subPathExpr "$(SHARD)" of container "app" refers to $(SHARD), which the container takes from a resourceFieldRef: the agent gets only plain values and fieldRefs; use a plain value or a fieldRef under another name`},
+		{name: "subPathExpr through a plain value to a ConfigMap", ann: tailApp(),
+			pod: subPathEnv(
+				corev1.EnvVar{Name: "BASE", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "c"}, Key: "k"}}},
+				corev1.EnvVar{Name: "SHARD", Value: "$(BASE)-1"}),
+			want: `sidelog.io/tail.app: the subPathExpr "$(SHARD)" of container "app" refers to $(BASE), which the container takes from a configMapKeyRef: the agent gets only plain values and fieldRefs; use a plain value or a fieldRef under another name`},
 
 		// Names the injector owns.
 		{name: "container named like the agent", ann: tailApp(),

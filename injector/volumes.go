@@ -45,10 +45,36 @@ type logMounts struct {
 	volumes   []string
 	appMounts []string
 	warnings  []string
+	// own are the agent's own mounts, which no log volume may overlap.
+	own []ownDir
+	// skipped are the volumes left out for holding secrets, warned about once each.
+	skipped []string
+}
+
+// ownDir is a directory the agent mounts for itself, and what it holds.
+type ownDir struct{ path, what string }
+
+// ownDirs are the agent's own mounts in this pod: a log volume at, above or below one of them
+// would give the agent two mounts at one path, or one inside a read-only volume.
+func ownDirs(r *request, noToken bool) []ownDir {
+	dirs := []ownDir{{StateDir, "checkpoint directory " + StateDir}, {PodInfoDir, "pod labels directory " + PodInfoDir}}
+	if noToken {
+		dirs = append(dirs, ownDir{TokenDir, "empty service-account token directory " + TokenDir + " (not mounted when the pod sets automountServiceAccountToken: false)"})
+	}
+	if r.security.ca != nil {
+		dirs = append(dirs, ownDir{UpstreamCADir, "mount of the upstream CA (" + AnnotationUpstreamCA + ") at " + UpstreamCADir})
+	}
+	if r.security.sharedKey != nil {
+		dirs = append(dirs, ownDir{SharedKeyDir, "mount of the shared key (" + AnnotationUpstreamSharedKey + ") at " + SharedKeyDir})
+	}
+	if r.security.user != nil {
+		dirs = append(dirs, ownDir{UserDir, "mount of the upstream user (" + AnnotationUpstreamUser + ") at " + UserDir})
+	}
+	return dirs
 }
 
 // add finds the volume behind one glob of an app container and mounts it, and every volume
-// mounted below the glob's directory, into the agent.
+// mounted below the glob's directory in which the glob can match files, into the agent.
 func (m *logMounts) add(ci int, tail setting, glob string) error {
 	c := &m.pod.Spec.Containers[ci]
 	prefix := staticPrefix(glob)
@@ -64,7 +90,7 @@ func (m *logMounts) add(ci int, tail setting, glob string) error {
 		return err
 	}
 	for _, vm := range c.VolumeMounts {
-		if below(path.Clean(vm.MountPath), prefix) {
+		if mp := path.Clean(vm.MountPath); below(mp, prefix) && matchesBelow(glob, mp) {
 			if err := m.use(c, tail, glob, vm, false); err != nil {
 				return err
 			}
@@ -103,26 +129,32 @@ func (m *logMounts) addEmptyDir(c *corev1.Container, tail setting, glob string) 
 	return vm, nil
 }
 
-// use mounts vm of container c into the agent. cover says vm holds the glob's directory; a
-// volume below it that cannot hold logs (a Secret, a ConfigMap, ...) is then skipped rather
-// than refused.
+// use mounts vm of container c into the agent. cover says vm holds the glob's directory. A
+// volume below it that may hold secrets (secretKind) is skipped with a warning: the agent
+// would read, and might ship to a shared aggregator, what the pod keeps there.
 func (m *logMounts) use(c *corev1.Container, tail setting, glob string, vm corev1.VolumeMount, cover bool) error {
 	mp := path.Clean(vm.MountPath)
 	vol := slices.IndexFunc(m.pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == vm.Name })
 	if vol < 0 {
 		return errorf(tail.key, tail.origin, "%s is on volume %q of container %q, which the pod does not define", glob, vm.Name, c.Name)
 	}
-	if kind := readOnlyKind(m.pod.Spec.Volumes[vol].VolumeSource); kind != "" {
-		if !cover {
-			return nil
-		}
+	src := m.pod.Spec.Volumes[vol].VolumeSource
+	if kind := readOnlyKind(src); kind != "" && cover {
 		return errorf(tail.key, tail.origin, "%s is on the %s volume %q of container %q, which is read-only and holds no logs; write the logs to a volume such as an emptyDir",
 			glob, kind, vm.Name, c.Name)
 	}
-	for _, own := range []string{StateDir, PodInfoDir, TokenDir} {
-		if mp == own || below(mp, own) || below(own, mp) {
+	if kind := secretKind(src); kind != "" && !cover {
+		if !slices.Contains(m.skipped, vm.Name) {
+			m.skipped = append(m.skipped, vm.Name)
+			m.warnings = append(m.warnings, fmt.Sprintf("%s: the %s volume %q at %s in container %q is below %s but may hold secrets, so it is not mounted into the agent and no file in it is tailed; to ship its files, tail a glob whose own directory is on it",
+				tail.key, kind, vm.Name, mp, c.Name, glob))
+		}
+		return nil
+	}
+	for _, own := range m.own {
+		if mp == own.path || below(mp, own.path) || below(own.path, mp) {
 			return errorf(tail.key, tail.origin, "%s is on volume %q mounted at %s, which overlaps the agent's own %s; write the logs elsewhere",
-				glob, vm.Name, vm.MountPath, own)
+				glob, vm.Name, vm.MountPath, own.what)
 		}
 	}
 	user := fmt.Sprintf("container %q (%s)", c.Name, tail.key)
@@ -174,6 +206,44 @@ func readOnlyKind(v corev1.VolumeSource) string {
 	return ""
 }
 
+// secretKind names the kinds of volume that may hold secrets: those Kubernetes fills
+// (readOnlyKind), CSI volumes (the Secrets Store CSI driver, cert-manager's csi-driver, Vault's),
+// in-memory emptyDirs (where injectors such as Vault's agent write the secrets they fetch, at
+// /vault/secrets) and the node's own files (hostPath). A glob reaches them only when its own
+// directory is on one; a volume of this kind merely below a glob's directory is left out.
+func secretKind(v corev1.VolumeSource) string {
+	switch {
+	case readOnlyKind(v) != "":
+		return readOnlyKind(v)
+	case v.CSI != nil:
+		return "CSI (" + v.CSI.Driver + ")"
+	case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
+		return "in-memory emptyDir"
+	case v.HostPath != nil:
+		return "hostPath"
+	}
+	return ""
+}
+
+// matchesBelow reports whether glob can match a file below directory dir: dir's segments match
+// the glob's first ones (a "**" matches any number of them) and the glob goes on below it.
+func matchesBelow(glob, dir string) bool {
+	g := strings.Split(strings.TrimPrefix(glob, "/"), "/")
+	d := strings.Split(strings.TrimPrefix(dir, "/"), "/")
+	for i, seg := range d {
+		if i >= len(g) {
+			return false
+		}
+		if g[i] == "**" {
+			return true
+		}
+		if ok, err := path.Match(g[i], seg); err != nil || !ok {
+			return false
+		}
+	}
+	return len(g) > len(d)
+}
+
 // envRef matches a $(VAR) reference as Kubernetes expands them in subPathExpr and env values,
 // or the escape $$, which leaves the next "$(" alone; submatch 1 is the name or empty.
 var envRef = regexp.MustCompile(`\$(?:\$|\(([A-Za-z_][A-Za-z0-9_.-]*)\))`)
@@ -210,6 +280,10 @@ func (m *logMounts) copyEnv(c *corev1.Container, tail setting, expr string) erro
 				}
 				continue
 			}
+			if err := checkCopiedEnv(c.Env[i]); err != nil {
+				return errorf(tail.key, tail.origin, "the subPathExpr %q of container %q refers to $(%s), %v; use a plain value or a fieldRef under another name",
+					expr, c.Name, name, err)
+			}
 			need[name] = true
 			if err := visit(c.Env[i].Value); err != nil {
 				return err
@@ -225,10 +299,6 @@ func (m *logMounts) copyEnv(c *corev1.Container, tail setting, expr string) erro
 			continue
 		}
 		def := e.DeepCopy()
-		if f := def.ValueFrom; f != nil && f.ResourceFieldRef != nil && f.ResourceFieldRef.ContainerName == "" {
-			// It means the container's own resources; in the agent it must still mean the app's.
-			f.ResourceFieldRef.ContainerName = c.Name
-		}
 		if k := slices.IndexFunc(m.env, func(have corev1.EnvVar) bool { return have.Name == def.Name }); k >= 0 {
 			if !sameEnv(m.env[k], *def) {
 				return errorf(tail.key, tail.origin, "the subPathExpr %q of container %q refers to $(%s), which another tailed container defines differently",
@@ -237,6 +307,44 @@ func (m *logMounts) copyEnv(c *corev1.Container, tail setting, expr string) erro
 			continue
 		}
 		m.env = append(m.env, *def)
+	}
+	return nil
+}
+
+// The agent gets the app's definition of a variable that a subPathExpr needs, and nothing
+// else of the app's environment. Some names change how a Go program runs, whom it trusts or
+// what the dynamic loader does; the pod's author must not reach the agent's runtime or trust
+// through them, whatever the policy lets pods override.
+var (
+	agentRuntimeEnv = []string{
+		"GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK", "GORACE", "GOCOVERDIR", "GOFIPS140",
+		"ZONEINFO", "SSL_CERT_FILE", "SSL_CERT_DIR",
+		"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD",
+	}
+	agentRuntimeEnvPrefixes = []string{"LD_", "SIDELOG_"}
+)
+
+// checkCopiedEnv says why a variable may not be copied into the agent: only plain values and
+// fieldRefs (the pod's own metadata) may, never a Secret, a ConfigMap, a file or a resource,
+// and never a name of agentRuntimeEnv.
+func checkCopiedEnv(e corev1.EnvVar) error {
+	upper := strings.ToUpper(e.Name)
+	if slices.Contains(agentRuntimeEnv, upper) || slices.ContainsFunc(agentRuntimeEnvPrefixes, func(p string) bool { return strings.HasPrefix(upper, p) }) {
+		return fmt.Errorf("a name that would change the agent's runtime, trust roots or loader if the agent had it")
+	}
+	if f := e.ValueFrom; f != nil && f.FieldRef == nil {
+		from := "a source other than a value or fieldRef"
+		switch {
+		case f.SecretKeyRef != nil:
+			from = "a secretKeyRef"
+		case f.ConfigMapKeyRef != nil:
+			from = "a configMapKeyRef"
+		case f.ResourceFieldRef != nil:
+			from = "a resourceFieldRef"
+		case f.FileKeyRef != nil:
+			from = "a fileKeyRef"
+		}
+		return fmt.Errorf("which the container takes from %s: the agent gets only plain values and fieldRefs", from)
 	}
 	return nil
 }

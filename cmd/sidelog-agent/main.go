@@ -36,6 +36,7 @@ func run(args []string) error {
 	stateDir := fs.String("state-dir", "/var/lib/sidelog", "directory for checkpoints (a pod-local emptyDir)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	probe := fs.Bool("probe", false, "ask the agent running in this container for its /healthz and exit 0 if it is healthy, 1 if not (the injected startup probe)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,6 +68,9 @@ func run(args []string) error {
 	cfg, err := config.Decode(src)
 	if err != nil {
 		return err
+	}
+	if *probe {
+		return agent.Probe(ctx, cfg.MetricsAddr, *stateDir)
 	}
 	pod, err := agent.PodFromEnv(os.Getenv, cfg.LabelsFile)
 	if err != nil {

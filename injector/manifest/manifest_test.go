@@ -167,7 +167,7 @@ func TestInjectWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: shop\n  annotations: {sidelog.io/tail: /var/log/app/*.log, sidelog.io/upstream: \"a:1\"}\nspec:\n  containers: [{name: app, image: b}]\n"
+	in := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: shop\n  annotations: {sidelog.io/tail: /var/log/app/*.log, sidelog.io/upstream: \"a:1\"}\nspec:\n  securityContext: {runAsUser: 1000}\n  containers: [{name: app, image: b}]\n"
 	var out bytes.Buffer
 	ws, err := Inject(&out, strings.NewReader(in), p)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -370,9 +371,17 @@ func (a *Agent) serveHTTP(addr string) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", a.reg)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if a.opts.StateDir != "" {
+		// A previous run's address must not answer for this one.
+		_ = os.Remove(filepath.Join(a.opts.StateDir, AddrFile))
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("serving metrics on %s: %w", addr, err)
+	}
+	if err := writeAddr(a.opts.StateDir, ln.Addr()); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
