@@ -379,9 +379,13 @@ func (a *Agent) serveHTTP(addr string) (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving metrics on %s: %w", addr, err)
 	}
-	if err := writeAddr(a.opts.StateDir, ln.Addr()); err != nil {
-		ln.Close()
-		return nil, err
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		// Only Probe of an agent on any free port needs the file. Failing to write it must not
+		// stop the metrics: a full or read-only state directory is survivable, and the probe
+		// failing then says why.
+		if err := writeAddr(a.opts.StateDir, ln.Addr()); err != nil {
+			a.log.Error("the startup probe cannot find the metrics port", "err", err)
+		}
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -81,5 +82,30 @@ func TestServeHTTPWritesAddr(t *testing.T) {
 	defer srv.Close()
 	if err := Probe(context.Background(), "127.0.0.1:0", dir); err != nil {
 		t.Errorf("Probe of the agent's own server = %v", err)
+	}
+}
+
+// TestServeHTTPWithoutStateDir: a state directory the agent cannot write to (full, read-only)
+// stops neither the metrics nor the startup probe of an agent on a fixed port, or the kubelet
+// would restart it for ever, and a native sidecar would keep the app from starting.
+func TestServeHTTPWithoutStateDir(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	a := &Agent{opts: Options{StateDir: notADir}, reg: metrics.NewRegistry(), log: slog.New(slog.DiscardHandler)}
+	srv, err := a.serveHTTP(addr)
+	if err != nil {
+		t.Fatalf("serveHTTP with an unwritable state directory = %v", err)
+	}
+	defer srv.Close()
+	if err := Probe(context.Background(), addr, notADir); err != nil {
+		t.Errorf("Probe = %v", err)
 	}
 }
