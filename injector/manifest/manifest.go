@@ -299,7 +299,14 @@ func (rn *run) object(d *doc, item int, obj *yaml.Node) {
 		}
 	}
 	if tmpl == nil {
-		if keys := sidelogKeys(lookup(obj, "metadata", "annotations")); len(keys) > 0 {
+		keys := sidelogKeys(lookup(obj, "metadata", "annotations"))
+		if ref := lookup(obj, "spec", "workloadRef"); len(keys) > 0 && ref != nil {
+			// An Argo Rollout that takes its pods from another workload's template.
+			rn.warnf(keys[0].Line, id, "%s: on the %s's own metadata, where sidelog does not look; its pods come from the template of %s %s (spec.workloadRef): put %s on that template's metadata.annotations",
+				joinKeys(keys), id.Kind, scalar(ref, "kind"), scalar(ref, "name"), itOrThem(keys))
+			return
+		}
+		if len(keys) > 0 {
 			rn.warnf(keys[0].Line, id, "%s: sidelog reads its annotations on pods, pod templates and namespaces; on a %s they do nothing", joinKeys(keys), orKind(gk.Kind))
 		}
 		return

@@ -64,6 +64,11 @@ func patchTree(tmpl *yaml.Node, before, after []byte) error {
 		for j, i := range slots {
 			m.Content[i], m.Content[i+1] = pairs[j][0], pairs[j][1]
 		}
+		// A comment that closed the mapping ("# end of the pod spec") still closes it.
+		if len(slots) > 0 && slots[0] >= 2 {
+			prev, last := m.Content[slots[0]-2], m.Content[len(m.Content)-2]
+			last.FootComment, prev.FootComment = prev.FootComment, ""
+		}
 	}
 	return nil
 }

@@ -46,8 +46,8 @@ func write(chunks []*chunk) ([]byte, error) {
 func encodeYAML(root *yaml.Node, text []byte) ([]byte, error) {
 	var out bytes.Buffer
 	if first, _, _ := bytes.Cut(text, []byte("\n")); isSeparator(bytes.TrimRight(first, "\r")) {
-		out.Write(bytes.TrimRight(first, "\r"))
-		out.WriteByte('\n')
+		// A comment after the separator is the document's head comment: written with it.
+		out.WriteString("---\n")
 	}
 	indent, compact := yamlStyle(text)
 	enc := yaml.NewEncoder(&out)
