@@ -466,6 +466,9 @@ func (rn *run) decodeTemplate(id Document, d *doc, tmpl *yaml.Node) (t *corev1.P
 
 // notString says what is wrong with an annotation whose value is not a YAML or JSON string.
 func notString(key string, v *yaml.Node, f format) string {
+	for v.Kind == yaml.AliasNode && v.Alias != nil {
+		v = v.Alias
+	}
 	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str" {
 		return ""
 	}

@@ -275,3 +275,43 @@ func TestExampleDeployment(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectNamespaceConsistent: a refusal that says to set an option on the namespace is
+// followed, offline, by setting it there: in a Namespace document of the input or in
+// --namespace.
+func TestInjectNamespaceConsistent(t *testing.T) {
+	p, err := injector.ParsePolicy([]byte("allowPodOverride: []"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: shop\n  annotations: {sidelog.io/tail: /logs/*.log, sidelog.io/upstream: \"a:1\"}\nspec:\n  securityContext: {runAsUser: 1000}\n  containers: [{name: app, image: b, volumeMounts: [{name: l, mountPath: /logs}]}]\n  volumes: [{name: l, emptyDir: {}}]\n"
+	_, err = Inject(new(bytes.Buffer), strings.NewReader(pod), Options{Policy: p})
+	want := `line 6: document 1 (Pod shop/p): sidelog.io/upstream: the cluster policy does not let pods set sidelog.io/upstream (allowPodOverride: []); set it on the namespace, or ask the cluster admin to allow it (sidelog inject takes the annotations of namespace shop from a Namespace document in the input or from --namespace FILE, and has neither)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
+	}
+
+	ns := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations: {sidelog.io/upstream: \"fluentd.logging:24224\"}\n"
+	moved := strings.Replace(pod, `, sidelog.io/upstream: "a:1"`, "", 1)
+	nss, err := ReadNamespaces(strings.NewReader(ns), "ns.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opts := range map[string]struct {
+		in   string
+		opts Options
+	}{
+		"in the input":           {ns + "---\n" + moved, Options{Policy: p}},
+		"--namespace":            {moved, Options{Policy: p, Namespaces: nss}},
+		"default of --namespace": {strings.Replace(moved, "  namespace: shop\n", "", 1), Options{Policy: p, Namespaces: nss}},
+	} {
+		var out bytes.Buffer
+		if _, err := Inject(&out, strings.NewReader(opts.in), opts.opts); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if !strings.Contains(out.String(), `\"servers\":[\"fluentd.logging:24224\"]`) && !strings.Contains(out.String(), `"servers":["fluentd.logging:24224"]`) {
+			t.Errorf("%s: the namespace's upstream is not in the output:\n%s", name, out.String())
+		}
+	}
+}

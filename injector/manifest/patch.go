@@ -213,10 +213,11 @@ func keyIndex(m *yaml.Node, key string) int {
 	return -1
 }
 
-// keepComments gives a replacement the comments of the node it replaces, and its flow style.
+// keepComments gives a replacement the comments of the node it replaces, and its flow style
+// unless it was empty ("initContainers: []" filled is better written as a block).
 func keepComments(to, from *yaml.Node) {
 	to.HeadComment, to.LineComment, to.FootComment = from.HeadComment, from.LineComment, from.FootComment
-	if to.Kind == from.Kind && to.Kind != yaml.ScalarNode {
+	if to.Kind == from.Kind && to.Kind != yaml.ScalarNode && len(from.Content) > 0 {
 		to.Style |= from.Style & yaml.FlowStyle
 	}
 }
