@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/sidelog/sidelog/injector"
+	"github.com/sidelog/sidelog/sidecar/config"
 )
 
 // knativeUserContainer and knativeQueueProxy are the names Knative Serving gives the
@@ -87,15 +89,15 @@ func (rn *run) checkInjected(id Document, tmpl *yaml.Node, pod *corev1.Pod, nsAn
 		return
 	}
 	var changed []string
-	if !equality.Semantic.DeepEqual(agentOf(pod), agentOf(again)) {
-		changed = append(changed, "the agent container")
+	if a, b := agentOf(pod), agentOf(again); !equality.Semantic.DeepEqual(a, b) {
+		changed = append(changed, agentDiff(a, b)...)
 	}
 	if !equality.Semantic.DeepEqual(volumesOf(pod, st.Volumes), volumesOf(again, st.Volumes)) || again.Annotations[injector.AnnotationStatus] != pod.Annotations[injector.AnnotationStatus] {
-		changed = append(changed, "its volumes")
+		changed = append(changed, "the agent's volumes")
 	}
 	if len(changed) > 0 {
-		rn.warnf(line, id, "the template's agent was injected for other annotations, namespace defaults or policy than it has now (%s would differ); %s",
-			strings.Join(changed, " and "), fix)
+		rn.warnf(line, id, "the template's agent was injected for other annotations, namespace defaults or policy than it has now: %s would differ; %s",
+			strings.Join(changed, ", "), fix)
 	}
 }
 
@@ -118,4 +120,52 @@ func volumesOf(pod *corev1.Pod, names []string) []corev1.Volume {
 		}
 	}
 	return vs
+}
+
+// agentDiff says how two agent containers differ: which fields of the agent's configuration,
+// and whether its image, resources and mounts.
+func agentDiff(a, b *corev1.Container) []string {
+	if a == nil || b == nil {
+		return []string{"the agent container"}
+	}
+	var what, fields []string
+	ca, cb := agentConfig(a), agentConfig(b)
+	for _, k := range slices.Sorted(maps.Keys(cb)) {
+		if !equality.Semantic.DeepEqual(ca[k], cb[k]) {
+			fields = append(fields, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(ca)) {
+		if _, ok := cb[k]; !ok {
+			fields = append(fields, k)
+		}
+	}
+	if len(fields) > 0 {
+		what = append(what, "the agent's configuration ("+strings.Join(fields, ", ")+")")
+	}
+	if a.Image != b.Image {
+		what = append(what, "the agent's image")
+	}
+	if !equality.Semantic.DeepEqual(a.Resources, b.Resources) {
+		what = append(what, "the agent's resources")
+	}
+	if !equality.Semantic.DeepEqual(a.VolumeMounts, b.VolumeMounts) {
+		what = append(what, "the agent's volume mounts")
+	}
+	if len(what) == 0 {
+		what = []string{"the agent container"}
+	}
+	return what
+}
+
+// agentConfig is the agent's configuration, from its environment, as a JSON object.
+func agentConfig(c *corev1.Container) map[string]any {
+	for _, e := range c.Env {
+		if e.Name == config.Env {
+			var m map[string]any
+			_ = json.Unmarshal([]byte(e.Value), &m) // a mangled value differs from the injector's
+			return m
+		}
+	}
+	return nil
 }

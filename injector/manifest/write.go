@@ -96,10 +96,12 @@ func yamlStyle(text []byte) (indent int, compact bool) {
 	return indent, compact
 }
 
-// encodeJSON writes a JSON value in the style of its text: on one line if it was, else
-// indented as it was (two spaces unless it says otherwise).
+// encodeJSON writes a JSON value in the style of its text: on one line if it was (with a space
+// after colons and commas if it had them), else indented as it was (two spaces unless it says
+// otherwise).
 func encodeJSON(n *yaml.Node, text []byte) []byte {
 	var out bytes.Buffer
+	w := jsonWriter{out: &out}
 	indent := ""
 	if bytes.Contains(bytes.TrimSpace(text), []byte("\n")) {
 		indent = "  "
@@ -110,26 +112,36 @@ func encodeJSON(n *yaml.Node, text []byte) []byte {
 			}
 		}
 	}
-	writeJSON(&out, n, indent, "")
+	w.indent = indent
+	w.colon, w.comma = ":", ","
+	if indent != "" || bytes.Contains(text, []byte(`": `)) {
+		w.colon = ": "
+	}
+	if indent == "" && bytes.Contains(text, []byte(`, "`)) {
+		w.comma = ", "
+	}
+	w.write(n, "")
 	return out.Bytes()
 }
 
-func writeJSON(out *bytes.Buffer, n *yaml.Node, indent, prefix string) {
+type jsonWriter struct {
+	out                  *bytes.Buffer
+	indent, colon, comma string
+}
+
+func (w *jsonWriter) write(n *yaml.Node, prefix string) {
+	out, indent := w.out, w.indent
 	newline := func(p string) {
 		if indent != "" {
 			out.WriteByte('\n')
 			out.WriteString(p)
 		}
 	}
-	sep := ":"
-	if indent != "" {
-		sep = ": "
-	}
 	switch n.Kind {
 	case yaml.DocumentNode:
-		writeJSON(out, n.Content[0], indent, prefix)
+		w.write(n.Content[0], prefix)
 	case yaml.AliasNode:
-		writeJSON(out, n.Alias, indent, prefix)
+		w.write(n.Alias, prefix)
 	case yaml.MappingNode:
 		if len(n.Content) == 0 {
 			out.WriteString("{}")
@@ -138,12 +150,12 @@ func writeJSON(out *bytes.Buffer, n *yaml.Node, indent, prefix string) {
 		out.WriteByte('{')
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if i > 0 {
-				out.WriteByte(',')
+				out.WriteString(w.comma)
 			}
 			newline(prefix + indent)
 			out.Write(jsonString(n.Content[i].Value))
-			out.WriteString(sep)
-			writeJSON(out, n.Content[i+1], indent, prefix+indent)
+			out.WriteString(w.colon)
+			w.write(n.Content[i+1], prefix+indent)
 		}
 		newline(prefix)
 		out.WriteByte('}')
@@ -155,10 +167,10 @@ func writeJSON(out *bytes.Buffer, n *yaml.Node, indent, prefix string) {
 		out.WriteByte('[')
 		for i, c := range n.Content {
 			if i > 0 {
-				out.WriteByte(',')
+				out.WriteString(w.comma)
 			}
 			newline(prefix + indent)
-			writeJSON(out, c, indent, prefix+indent)
+			w.write(c, prefix+indent)
 		}
 		newline(prefix)
 		out.WriteByte(']')
