@@ -155,6 +155,7 @@ func readJSONStream(c *chunk) ([]*doc, bool, *jsonError) {
 	var docs []*doc
 	dec := json.NewDecoder(bytes.NewReader(text[body:]))
 	dec.UseNumber()
+	nl, line0 := newlines(text[body:]), c.line+bytes.Count(text[:body], []byte("\n"))
 	for {
 		// The decoder's offset is after the previous value; the next one starts after spaces.
 		off := int(dec.InputOffset())
@@ -162,7 +163,7 @@ func readJSONStream(c *chunk) ([]*doc, bool, *jsonError) {
 		if body+off == len(text) {
 			return docs, len(docs) > 0, nil
 		}
-		b := &nodeBuilder{dec: dec, text: text[body:], lines: newlines(text[body:]), line0: c.line + bytes.Count(text[:body], []byte("\n"))}
+		b := &nodeBuilder{dec: dec, text: text[body:], lines: nl, line0: line0}
 		n, err := b.value()
 		if err != nil {
 			if len(docs) == 0 {
