@@ -31,7 +31,9 @@ const (
 
 	// AnnotationMultiline joins the lines of one record (a stack trace): a preset (java,
 	// python, go, ruby), a Go regular expression (RE2) matching the first line of a record, or
-	// "none". A value made only of lowercase letters is a preset name, anything else a regex.
+	// "none". Preset names are matched without regard to case ("Java" is java). A value made
+	// only of lowercase letters is a preset name, and so is a word near one ("Pyton" is refused
+	// as a misspelt preset); anything else is a regex.
 	// sidelog.io/multiline for every tailed container, sidelog.io/multiline.<container> for one.
 	// Default none: one record per line.
 	AnnotationMultiline = Prefix + "multiline"

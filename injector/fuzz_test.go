@@ -77,7 +77,7 @@ func FuzzParseMultiline(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		m, err := parseMultiline(v)
 		if err != nil || m == nil {
-			if err == nil && strings.TrimSpace(v) != multilineNone {
+			if err == nil && !strings.EqualFold(strings.TrimSpace(v), multilineNone) {
 				t.Fatalf("%q: no multiline and no error", v)
 			}
 			return

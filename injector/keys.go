@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -62,45 +63,25 @@ func (s annotationSet) anyBut(ignore ...string) (string, bool) {
 const maxValueBytes = 16 << 10
 
 // parseKeys checks the spelling, placement and value of every sidelog annotation in ann and
-// groups them by option. Keys are checked in sorted order so that the error is the same on
-// every run.
+// groups them by option. Every mistake is reported, in sorted order of the keys, so that one
+// run names them all and the error is the same on every run: the error is an *Error, or
+// several joined (errors.Join), each naming its annotation.
 func parseKeys(ann map[string]string, from Origin, p *Policy) (annotationSet, error) {
 	s := annotationSet{global: map[string]setting{}, per: map[string]map[string]setting{}}
+	var errs []error
 	for _, key := range slices.Sorted(maps.Keys(ann)) {
-		rest, ok := strings.CutPrefix(key, Prefix)
-		if !ok {
-			if domain, path, ok := strings.Cut(key, "/"); ok && nearPrefix(domain) {
-				return s, errorf(key, from, "unknown annotation prefix %q; did you mean %s?", domain+"/", Prefix+path)
-			}
+		name, container, suffixed, err := checkKey(key, ann[key], from, p)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		name, container, suffixed := strings.Cut(rest, ".")
-		o, ok := lookupOption(name)
-		if !ok {
-			return s, errorf(key, from, "unknown annotation; %s", suggestKey(name, container, suffixed))
-		}
-		if suffixed && !o.perContainer {
-			return s, errorf(key, from, "%s applies to the whole pod and takes no .<container> suffix", Prefix+name)
-		}
-		if suffixed && container == "" {
-			return s, errorf(key, from, "missing container name: want %s.<container>", Prefix+name)
-		}
-		if from == FromNamespace && o.podOnly {
-			if name == optTail {
-				return s, errorf(key, from, "tail globs are set on pods, not namespaces: only a pod knows which files it writes")
-			}
-			return s, errorf(key, from, "written by sidelog on pods, not set on namespaces; remove it")
-		}
-		if from == FromPod && o.policed && !slices.Contains(p.AllowPodOverride, name) {
-			return s, errorf(key, from, "the cluster policy does not let pods set %s (allowPodOverride: [%s]); set it on the namespace, or ask the cluster admin to allow it",
-				Prefix+name, strings.Join(p.AllowPodOverride, ", "))
-		}
-		if n := len(ann[key]); n > maxValueBytes {
-			return s, errorf(key, from, "value of %d bytes, more than the %d a sidelog annotation may hold", n, maxValueBytes)
+		if name == "" {
+			continue // not a sidelog annotation
 		}
 		parsed, err := parseValue(name, ann[key], p)
 		if err != nil {
-			return s, errorf(key, from, "%v", err)
+			errs = append(errs, errorf(key, from, "%v", err))
+			continue
 		}
 		v := setting{key: key, origin: from, parsed: parsed}
 		if !suffixed {
@@ -112,7 +93,39 @@ func parseKeys(ann map[string]string, from Origin, p *Policy) (annotationSet, er
 		}
 		s.per[name][container] = v
 	}
-	return s, nil
+	return s, errors.Join(errs...)
+}
+
+// checkKey checks the spelling and placement of one annotation and the size of its value, and
+// returns its option name and container; name is "" for an annotation that is not sidelog's.
+func checkKey(key, value string, from Origin, p *Policy) (name, container string, suffixed bool, err error) {
+	rest, ok := strings.CutPrefix(key, Prefix)
+	if !ok {
+		if domain, path, ok := strings.Cut(key, "/"); ok && nearPrefix(domain) {
+			return "", "", false, errorf(key, from, "unknown annotation prefix %q; did you mean %s?", domain+"/", Prefix+path)
+		}
+		return "", "", false, nil
+	}
+	name, container, suffixed = strings.Cut(rest, ".")
+	o, ok := lookupOption(name)
+	switch {
+	case !ok:
+		return "", "", false, errorf(key, from, "unknown annotation; %s", suggestKey(name, container, suffixed))
+	case suffixed && !o.perContainer:
+		return "", "", false, errorf(key, from, "%s applies to the whole pod and takes no .<container> suffix", Prefix+name)
+	case suffixed && container == "":
+		return "", "", false, errorf(key, from, "missing container name: want %s.<container>", Prefix+name)
+	case from == FromNamespace && o.podOnly && name == optTail:
+		return "", "", false, errorf(key, from, "tail globs are set on pods, not namespaces: only a pod knows which files it writes")
+	case from == FromNamespace && o.podOnly:
+		return "", "", false, errorf(key, from, "written by sidelog on pods, not set on namespaces; remove it")
+	case from == FromPod && o.policed && !slices.Contains(p.AllowPodOverride, name):
+		return "", "", false, errorf(key, from, "the cluster policy does not let pods set %s (allowPodOverride: [%s]); set it on the namespace, or ask the cluster admin to allow it",
+			Prefix+name, strings.Join(p.AllowPodOverride, ", "))
+	case len(value) > maxValueBytes:
+		return "", "", false, errorf(key, from, "value of %d bytes, more than the %d a sidelog annotation may hold", len(value), maxValueBytes)
+	}
+	return name, container, suffixed, nil
 }
 
 // nearPrefix reports whether an annotation domain looks like a misspelt "sidelog.io"

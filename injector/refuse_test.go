@@ -126,6 +126,12 @@ func TestInjectRefuses(t *testing.T) {
 			want: `sidelog.io/multiline.app: unknown preset "javascript": want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)`},
 		{name: "misspelt preset", ann: tailApp(AnnotationMultiline, "pyton"),
 			want: `sidelog.io/multiline: unknown preset "pyton" (did you mean python?): want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)`},
+		{name: "misspelt capitalised preset", ann: tailApp(AnnotationMultiline, "Pyton"),
+			want: `sidelog.io/multiline: unknown preset "Pyton" (did you mean python?): want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)`},
+		{name: "every mistake at once", ann: tailApp(AnnotationMultiline, "pyton", AnnotationParser+".app", "logfmt", Prefix+"tial.app", "/x"),
+			want: `sidelog.io/multiline: unknown preset "pyton" (did you mean python?): want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)
+sidelog.io/parser.app: got "logfmt", want "none" or "json"
+sidelog.io/tial.app: unknown annotation; did you mean sidelog.io/tail.app?`},
 		{name: "empty multiline", ann: tailApp(AnnotationMultiline, ""),
 			want: `sidelog.io/multiline: empty: want a preset (java, python, go, ruby), a regular expression matching the first line of a record, or none`},
 		{name: "bad parser", ann: tailApp(AnnotationParser+".app", "logfmt"),
@@ -207,7 +213,8 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "override not allowed", ann: tailApp(AnnotationUpstream, "elsewhere:24224"), policy: "allowPodOverride: [multiline, parser]",
 			want: `sidelog.io/upstream: the cluster policy does not let pods set sidelog.io/upstream (allowPodOverride: [multiline, parser]); set it on the namespace, or ask the cluster admin to allow it`},
 		{name: "nothing may be overridden", ann: tailApp(AnnotationExclude+".app", "/var/log/app/x"), policy: "{allowPodOverride: [], upstream: [a:1]}",
-			want: `sidelog.io/exclude.app: the cluster policy does not let pods set sidelog.io/exclude (allowPodOverride: []); set it on the namespace, or ask the cluster admin to allow it`},
+			want: `sidelog.io/exclude.app: the cluster policy does not let pods set sidelog.io/exclude (allowPodOverride: []); set it on the namespace, or ask the cluster admin to allow it
+sidelog.io/upstream: the cluster policy does not let pods set sidelog.io/upstream (allowPodOverride: []); set it on the namespace, or ask the cluster admin to allow it`},
 
 		// Sidecar mode.
 		{name: "bad mode", ann: tailApp(AnnotationSidecarMode, "sidecar"),

@@ -56,29 +56,35 @@ func parseGlobs(v string, maxGlobs int) ([]string, error) {
 // default would turn it on.
 const multilineNone = "none"
 
-var presetName = regexp.MustCompile(`^[a-z]+$`)
+var presetWord = regexp.MustCompile(`^[A-Za-z]+$`)
 
-// parseMultiline parses a preset name, "none" (nil) or a first-line regular expression. A
+// parseMultiline parses a preset name, "none" (nil) or a first-line regular expression.
+// Preset names and "none" are matched without regard to case ("Java" is the java preset). A
 // value made only of lowercase letters is a preset name: as a regex it would match any line
 // that contains the word, which is almost never what was meant, while a misspelt preset is.
+// A word with capitals that is near a preset name ("Pyton") is refused as a misspelt preset
+// too; other such words ("ERROR") stay regular expressions, as they always were.
 func parseMultiline(v string) (*config.Multiline, error) {
 	v = strings.TrimSpace(v)
 	presets := strings.Join(config.MultilinePresets, ", ")
+	lower := strings.ToLower(v)
 	switch {
 	case v == "":
 		return nil, fmt.Errorf("empty: want a preset (%s), a regular expression matching the first line of a record, or %s", presets, multilineNone)
-	case v == multilineNone:
+	case lower == multilineNone:
 		return nil, nil
-	case presetName.MatchString(v):
-		if slices.Contains(config.MultilinePresets, v) {
-			return &config.Multiline{Preset: v}, nil
-		}
+	case slices.Contains(config.MultilinePresets, lower):
+		return &config.Multiline{Preset: lower}, nil
+	case presetWord.MatchString(v):
 		hint := ""
 		for _, p := range config.MultilinePresets {
-			if distance(v, p) <= 2 {
+			if distance(lower, p) <= 2 {
 				hint = fmt.Sprintf(" (did you mean %s?)", p)
 				break
 			}
+		}
+		if hint == "" && v != lower {
+			break // a word regex such as ERROR
 		}
 		return nil, fmt.Errorf("unknown preset %q%s: want one of %s, %s, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)",
 			v, hint, presets, multilineNone)

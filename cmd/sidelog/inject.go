@@ -16,11 +16,15 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "the manifests: a YAML file of one or more documents, or - for standard input")
 	policyFile := fs.String("policy", "", "the cluster policy, a YAML file (default: the built-in policy)")
+	nsFile := fs.String("namespace", "", "a manifest of the Namespace the objects go to, whose sidelog.io/ annotations are the namespace defaults\n(objects that name no namespace go to it; a Namespace in the input wins over it)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: sidelog inject -f FILE|- [--policy FILE]\n\n"+
+		fmt.Fprint(fs.Output(), "Usage: sidelog inject -f FILE|- [--policy FILE] [--namespace FILE]\n\n"+
 			"Prints the manifests with the log agent added to every Pod and pod template (Deployment,\n"+
-			"StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ...) that asks for it with sidelog.io/\n"+
-			"annotations; everything else is printed unchanged. Warnings and errors go to standard error.\n\n")
+			"StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and other kinds whose spec.template is one)\n"+
+			"that asks for it with sidelog.io/ annotations; everything else is printed unchanged, in the\n"+
+			"same order and format: multi-document YAML, a List, JSON, a stream of JSON objects.\n"+
+			"Notes, warnings and errors go to standard error; if any document has a mistake, nothing\n"+
+			"is printed and the exit status is 1.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -47,8 +51,22 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 
+	opts := manifest.Options{Policy: policy, Filename: *file}
+	if *nsFile != "" {
+		f, err := os.Open(*nsFile)
+		if err != nil {
+			return fmt.Errorf("reading the namespace: %w", err)
+		}
+		defer f.Close()
+		if opts.Namespaces, err = manifest.ReadNamespaces(f, *nsFile); err != nil {
+			return err
+		}
+	}
+
 	in := stdin
-	if *file != "-" {
+	if *file == "-" {
+		opts.Filename = "stdin"
+	} else {
 		f, err := os.Open(*file)
 		if err != nil {
 			return err
@@ -56,9 +74,13 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		defer f.Close()
 		in = f
 	}
-	warnings, err := manifest.Inject(stdout, in, policy)
+	warnings, err := manifest.Inject(stdout, in, opts)
 	for _, w := range warnings {
-		fmt.Fprintf(stderr, "Warning: %s\n", w)
+		if w.Note {
+			fmt.Fprintf(stderr, "Note: %s\n", w)
+		} else {
+			fmt.Fprintf(stderr, "Warning: %s\n", w)
+		}
 	}
 	return err
 }

@@ -28,6 +28,20 @@ spec:
   containers: [{name: app, image: x}]
 `
 
+const jsonStream = `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","annotations":{"sidelog.io/tail":"/logs/*.log","sidelog.io/upstream":"fluentd:24224"}},"spec":{"containers":[{"name":"app","image":"x","volumeMounts":[{"name":"l","mountPath":"/logs"}]}],"volumes":[{"name":"l","emptyDir":{}}]}}
+`
+
+const noUpstream = `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  annotations: {sidelog.io/tail: /logs/*.log}
+spec:
+  containers: [{name: app, image: x, volumeMounts: [{name: l, mountPath: /logs}]}]
+  volumes: [{name: l, emptyDir: {}}]
+`
+
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
@@ -41,6 +55,7 @@ func TestRun(t *testing.T) {
 	emptyDirPolicy := writeFile(t, "policy.yaml", "missingVolume: emptyDir\n")
 	badPolicy := writeFile(t, "bad.yaml", "missingVolumes: emptyDir\n")
 	refusedFile := writeFile(t, "refused.yaml", refused)
+	nsFile := writeFile(t, "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n    sidelog.io/upstream: fluentd.logging:24224\n")
 	tests := []struct {
 		name       string
 		args       []string
@@ -66,12 +81,22 @@ func TestRun(t *testing.T) {
 		{name: "inject from stdin", args: []string{"inject", "-f", "-"}, stdin: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n", code: 0,
 			exactOut: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n", stderrNone: true},
 		{name: "inject a refused manifest", args: []string{"inject", "-f", refusedFile}, code: 1, noStdout: true,
-			stderr: []string{"sidelog inject: document 1 (Deployment shop/web): sidelog.io/tial.app: unknown annotation; did you mean sidelog.io/tail.app?\n"}},
+			stderr: []string{"sidelog inject: " + refusedFile + ":7: document 1 (Deployment shop/web): sidelog.io/tial.app: unknown annotation; did you mean sidelog.io/tail.app?\n"}},
 		{name: "inject a missing file", args: []string{"inject", "-f", "/no/such/file.yaml"}, code: 1, noStdout: true, stderr: []string{"sidelog inject: open /no/such/file.yaml"}},
 		{name: "inject with a bad policy", args: []string{"inject", "--policy", badPolicy, "-f", "-"}, code: 1, noStdout: true,
 			stderr: []string{"cluster policy field missingVolumes: unknown field; did you mean missingVolume?"}},
 		{name: "inject with warnings", args: []string{"inject", "-policy", emptyDirPolicy, "-f", "-"}, stdin: onNoVolume, code: 0,
-			stdout: []string{"sidelog-logs-0"}, stderr: []string{`Warning: document 1 (Pod p): sidelog.io/tail: /var/log/app/*.log was on no volume of container "app"`}},
+			stdout: []string{"sidelog-logs-0"}, stderr: []string{`Warning: stdin:1: document 1 (Pod p): sidelog.io/tail: /var/log/app/*.log was on no volume of container "app"`}},
+		{name: "inject nothing", args: []string{"inject", "-f", "-"}, stdin: "\n", code: 1, noStdout: true,
+			stderr: []string{"sidelog inject: stdin: no manifests in the input: it is empty\n"}},
+		{name: "inject a JSON stream", args: []string{"inject", "-f", "-"}, stdin: jsonStream, code: 0,
+			stdout: []string{`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}` + "\n", `"name":"sidelog-agent"`}},
+		{name: "inject with a namespace", args: []string{"inject", "--namespace", nsFile, "-f", "-"}, stdin: noUpstream, code: 0,
+			stdout: []string{"fluentd.logging:24224"}},
+		{name: "inject without the namespace", args: []string{"inject", "-f", "-"}, stdin: noUpstream, code: 1, noStdout: true,
+			stderr: []string{"sidelog inject: stdin:5: document 1 (Pod p): sidelog.io/upstream: no upstream: set it on the pod or its namespace to the aggregator's host:port, or set upstream in the cluster policy (the object names no namespace; sidelog inject takes namespace annotations from --namespace FILE, a Namespace manifest)\n"}},
+		{name: "inject with a namespace that is not", args: []string{"inject", "--namespace", refusedFile, "-f", "-"}, stdin: noUpstream, code: 1, noStdout: true,
+			stderr: []string{"refused.yaml:1: document 1: want a Namespace (apiVersion: v1, kind: Namespace)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
