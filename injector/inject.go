@@ -56,11 +56,8 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 
 	// An opt-out is honoured before anything else is looked at, so that it always works.
 	if v, ok := out.Annotations[AnnotationInject]; ok {
-		want, err := parseInject(v)
-		if err != nil {
-			return nil, Outcome{}, errorf(AnnotationInject, FromPod, "%v", err)
-		}
-		if !want {
+		// A bad value is reported by parseKeys below, with every other mistake of the pod.
+		if want, err := parseInject(v); err == nil && !want {
 			return out, Outcome{Reason: AnnotationInject + "=false"}, nil
 		}
 	} else if strings.TrimSpace(namespace[AnnotationInject]) == "false" {

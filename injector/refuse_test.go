@@ -128,6 +128,9 @@ func TestInjectRefuses(t *testing.T) {
 			want: `sidelog.io/multiline: unknown preset "pyton" (did you mean python?): want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)`},
 		{name: "misspelt capitalised preset", ann: tailApp(AnnotationMultiline, "Pyton"),
 			want: `sidelog.io/multiline: unknown preset "Pyton" (did you mean python?): want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)`},
+		{name: "a bad inject value and the rest at once", ann: tailApp(AnnotationInject, "maybe", Prefix+"tial.app", "/x"),
+			want: `sidelog.io/inject: got "maybe", want "true" or "false"
+sidelog.io/tial.app: unknown annotation; did you mean sidelog.io/tail.app?`},
 		{name: "every mistake at once", ann: tailApp(AnnotationMultiline, "pyton", AnnotationParser+".app", "logfmt", Prefix+"tial.app", "/x"),
 			want: `sidelog.io/multiline: unknown preset "pyton" (did you mean python?): want one of java, python, go, ruby, none, or a regular expression for the first line of a record (a lowercase word alone is read as a preset name; anchor a word regex as ^word)
 sidelog.io/parser.app: got "logfmt", want "none" or "json"
