@@ -12,6 +12,19 @@
 //     left out of it (their bytes still count towards the record's end offset). Stack traces
 //     contain blank lines (Go dumps, Python's chained exceptions, the empty line that
 //     java.util.logging prints after a trace); a regex decides for itself.
+//
+// # Memory
+//
+// A Joiner holds its pending record, at most maxBytes (its buffer never grows beyond that), and
+// lets the buffer go once the record leaves if it grew beyond ReleaseAbove, so that an idle file
+// pins nothing large; Release frees it whatever its size, for a file closed to make room. What
+// the Joiners of a Rule (one input's files) hold beyond ReleaseAbove each shares a budget,
+// DefaultBudget unless SetBudget says otherwise: a record that would need more room than the
+// budget has left is sent as it is, and its next line starts a new record (counted in
+// BudgetFlushes). No byte is lost; a record is cut in two. Without the budget, maxFiles files
+// each holding a record of maxBytes (64 MiB at the defaults) would not fit the agent's memory
+// limit; with it, the Joiners of an input hold at most maxFiles × ReleaseAbove + the budget
+// (4 + 16 MiB at the defaults).
 package multiline
 
 import (
@@ -19,6 +32,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
@@ -38,12 +52,38 @@ const (
 // line starts a record and the state after it.
 type classifier func(state uint8, line []byte, n int) (start bool, next uint8)
 
+// Memory limits of Joiners; see the package documentation.
+const (
+	// ReleaseAbove is the buffer capacity above which a Joiner lets its buffer go when its
+	// record leaves.
+	ReleaseAbove = 4 << 10
+	// DefaultBudget is how many bytes of buffer the Joiners of one Rule may hold together,
+	// beyond the ReleaseAbove each may keep.
+	DefaultBudget = 16 << 20
+)
+
 // Rule says where records start. It is safe for concurrent use.
 type Rule struct {
 	name     string
 	classify classifier
 	timeout  time.Duration
+
+	budget  atomic.Int64  // bytes the Joiners may hold together
+	held    atomic.Int64  // bytes of buffer capacity the Joiners hold
+	flushes atomic.Uint64 // records sent early because the budget was spent
 }
+
+// SetBudget sets how many bytes of buffer the Joiners of r may hold together beyond ReleaseAbove
+// each (a line that starts a record is always taken, whatever the budget).
+func (r *Rule) SetBudget(n int64) { r.budget.Store(n) }
+
+// Held returns the bytes of buffer the Joiners of r hold now beyond ReleaseAbove each: what counts
+// towards the budget.
+func (r *Rule) Held() int64 { return r.held.Load() }
+
+// BudgetFlushes returns how many records were sent before their end because the Joiners of r
+// had spent their budget.
+func (r *Rule) BudgetFlushes() uint64 { return r.flushes.Load() }
 
 // Compile builds the rule that m describes. A zero FlushTimeout means
 // config.DefaultFlushTimeout.
@@ -52,6 +92,7 @@ func Compile(m *config.Multiline) (*Rule, error) {
 		return nil, fmt.Errorf("multiline: no configuration")
 	}
 	r := &Rule{timeout: m.FlushTimeout.D()}
+	r.budget.Store(DefaultBudget)
 	if r.timeout <= 0 {
 		r.timeout = config.DefaultFlushTimeout
 	}
@@ -120,12 +161,49 @@ func (j *Joiner) Add(line []byte, end int64, now time.Time, emit Emit) {
 	start, state := j.rule.classify(j.state, line, j.n)
 	if start || j.n == 0 {
 		j.Flush(emit)
+	} else if !j.reserve(len(j.buf) + 1 + len(line)) {
+		// The budget is spent: the record leaves as it is, and this line starts the next.
+		j.rule.flushes.Add(1)
+		j.Flush(emit)
 	}
 	j.state = state
 	j.append(line)
 	j.n++
 	j.end = end
 	j.last = now
+}
+
+// reserve makes room in buf for n bytes (at most max) and reports whether it could: growing a
+// buffer that is not empty takes from the Rule's budget, which may be spent. An empty buffer may
+// always grow to hold one line, so that every line can leave.
+func (j *Joiner) reserve(n int) bool {
+	n = min(n, j.max)
+	if n <= cap(j.buf) {
+		return true
+	}
+	// Grow by doubling, from 512 bytes, never beyond max.
+	c := max(2*cap(j.buf), 512, n)
+	c = min(c, j.max)
+	grow := charged(c) - charged(cap(j.buf))
+	if grow > 0 && len(j.buf) > 0 && j.rule.held.Load()+grow > j.rule.budget.Load() {
+		return false
+	}
+	j.rule.held.Add(grow)
+	nb := make([]byte, len(j.buf), c)
+	copy(nb, j.buf)
+	j.buf = nb
+	return true
+}
+
+// charged is what a buffer of capacity c takes from the budget: what it has beyond
+// ReleaseAbove. Smaller buffers are kept between records (at most ReleaseAbove per file), and
+// a Joiner dropped without a last Flush must not keep part of the budget for ever.
+func charged(c int) int64 { return int64(max(c-ReleaseAbove, 0)) }
+
+// free lets the buffer go and gives its charge back to the budget.
+func (j *Joiner) free() {
+	j.rule.held.Add(-charged(cap(j.buf)))
+	j.buf = nil
 }
 
 func (j *Joiner) append(line []byte) {
@@ -143,6 +221,7 @@ func (j *Joiner) append(line []byte) {
 		j.dropped += len(line) - cut
 		line = line[:cut]
 	}
+	j.reserve(len(j.buf) + len(line)) // an empty buffer always gets room; Add reserved the rest
 	j.buf = append(j.buf, line...)
 	if !blank {
 		j.keep = len(j.buf)
@@ -167,10 +246,9 @@ func (j *Joiner) Flush(emit Emit) {
 	j.n, j.keep, j.dropped, j.state = 0, 0, 0, 0
 	j.buf = j.buf[:0]
 	emit(rec, end, dropped)
-	// A record near the limit leaves a large buffer behind; free it so that an idle file does
-	// not pin it.
-	if cap(j.buf) > 16<<10 {
-		j.buf = nil
+	// A long record leaves a large buffer behind; free it so that an idle file does not pin it.
+	if cap(j.buf) > ReleaseAbove {
+		j.free()
 	}
 }
 
@@ -178,7 +256,20 @@ func (j *Joiner) Flush(emit Emit) {
 func (j *Joiner) Reset() {
 	j.n, j.keep, j.dropped, j.state = 0, 0, 0, 0
 	j.buf = j.buf[:0]
+	if cap(j.buf) > ReleaseAbove {
+		j.free()
+	}
 }
+
+// Release hands the pending record, if any, to emit, as Flush does, and frees the buffer whatever
+// its size: for a file closed to make room, which should hold nothing until it is read again.
+func (j *Joiner) Release(emit Emit) {
+	j.Flush(emit)
+	j.free()
+}
+
+// Retained returns the capacity of the Joiner's buffer: what it holds between lines.
+func (j *Joiner) Retained() int { return cap(j.buf) }
 
 // isBlank reports whether line holds nothing but spaces and tabs.
 func isBlank(line []byte) bool {
