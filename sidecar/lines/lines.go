@@ -139,6 +139,14 @@ func (s *Splitter) hold(p []byte) {
 		s.over += int64(len(p) - room)
 		p = p[:room]
 	}
+	if n := len(s.carry) + len(p); n > cap(s.carry) {
+		// Grow by doubling but never beyond max+1: append's growth would go up to a quarter
+		// beyond it, and every idle file with an unfinished line keeps its carry.
+		c := min(max(2*cap(s.carry), 512, n), s.max+1)
+		nc := make([]byte, len(s.carry), c)
+		copy(nc, s.carry)
+		s.carry = nc
+	}
 	s.carry = append(s.carry, p...)
 }
 

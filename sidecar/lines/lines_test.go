@@ -106,6 +106,27 @@ func TestCarryStaysBounded(t *testing.T) {
 	}
 }
 
+// TestCarryCapacity: a line of the limit, carried over many chunks, never gets a buffer larger
+// than the limit (append alone would grow it up to a quarter beyond).
+func TestCarryCapacity(t *testing.T) {
+	const max = 64 << 10
+	s := New(max)
+	chunk := bytes.Repeat([]byte("y"), 1000)
+	for range max / 1000 {
+		s.Feed(chunk)
+		for s.Scan() {
+			t.Fatal("line without newline")
+		}
+		if c := cap(s.carry); c > max+1 {
+			t.Fatalf("carry capacity %d, beyond the limit %d+1", c, max)
+		}
+	}
+	s.Feed([]byte("\n"))
+	if !s.Scan() || len(s.Bytes()) != max/1000*1000 {
+		t.Fatalf("line of %d bytes", len(s.Bytes()))
+	}
+}
+
 func TestReset(t *testing.T) {
 	s := New(10)
 	s.Feed([]byte("old partial"))
