@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Container returns the container or init container called name.
@@ -139,10 +140,44 @@ func envValue(pod *corev1.Pod, e corev1.EnvVar, o Options) (string, error) {
 	if e.ValueFrom == nil {
 		return e.Value, nil
 	}
+	if r := e.ValueFrom.ResourceFieldRef; r != nil {
+		return resourceValue(pod, r)
+	}
 	if e.ValueFrom.FieldRef == nil {
-		return "", fmt.Errorf("only value and fieldRef are supported")
+		return "", fmt.Errorf("only value, fieldRef and resourceFieldRef are supported")
 	}
 	return fieldValue(pod, e.ValueFrom.FieldRef.FieldPath, o)
+}
+
+// resourceValue is a container's request or limit divided by the divisor and rounded up, as the
+// kubelet writes it. A resource the container does not declare is an error here: the kubelet
+// would give the node's allocatable amount, which this machine does not have.
+func resourceValue(pod *corev1.Pod, r *corev1.ResourceFieldSelector) (string, error) {
+	c, err := Container(pod, r.ContainerName)
+	if err != nil {
+		return "", err
+	}
+	var list corev1.ResourceList
+	kind, name, _ := strings.Cut(r.Resource, ".")
+	switch kind {
+	case "limits":
+		list = c.Resources.Limits
+	case "requests":
+		list = c.Resources.Requests
+	default:
+		return "", fmt.Errorf("resource %q is not supported", r.Resource)
+	}
+	q, ok := list[corev1.ResourceName(name)]
+	if !ok {
+		return "", fmt.Errorf("container %q declares no %s", r.ContainerName, r.Resource)
+	}
+	div := r.Divisor
+	if div.IsZero() {
+		div = resource.MustParse("1")
+	}
+	// Ceil(q / div), in milli-units so that cpu divisors such as 1m work.
+	n, d := q.MilliValue(), div.MilliValue()
+	return strconv.FormatInt((n+d-1)/d, 10), nil
 }
 
 func fieldValue(pod *corev1.Pod, path string, o Options) (string, error) {

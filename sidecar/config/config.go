@@ -438,3 +438,15 @@ const (
 	EnvPodUID       = "POD_UID"       // metadata.uid
 	EnvNodeName     = "NODE_NAME"     // spec.nodeName
 )
+
+// EnvMemoryLimit is the agent container's memory limit in bytes, a plain number: the injector
+// sets it from the downward API (resourceFieldRef limits.memory of the agent container, divisor
+// 1). Unless GOMEMLIMIT is set, the agent gives the Go runtime a soft limit of MemoryLimitShare
+// of it, so that the garbage collector works harder before the container is killed.
+const EnvMemoryLimit = "SIDELOG_MEMORY_LIMIT"
+
+// MemoryLimitShare is the share of the container's memory limit that the agent gives the Go
+// runtime as its soft limit (GOMEMLIMIT). The rest is for what the runtime does not count and the
+// limit does: the binary's text and data (about 5 MiB resident), thread stacks, and the socket
+// buffers and page cache that the kernel charges to the container; 20% of 128 MiB is 25.6 MiB.
+const MemoryLimitShare = 0.8
