@@ -147,6 +147,22 @@ type Limits struct {
 }
 
 // Defaults for zero fields.
+//
+// They are chosen so that the agent's worst case fits the injector's default memory limit of
+// 128 Mi, with one tailed container (README, "Memory"):
+//
+//	batches    (MaxInflightBatches 4 + 1 being filled) × BatchBytes 1 MiB × 9/8    ≈  5.7 MiB
+//	read buffer and fingerprint scratch, per container                         ≈  0.25 MiB
+//	json scratch, one per container: ~12 B per byte of a 64 KiB line          ≈  0.75 MiB
+//	multiline records: MaxFiles 1024 × 4 KiB + a 16 MiB budget per container  =  20 MiB
+//	unfinished lines: MaxFiles 1024 × (MaxLineBytes 64 KiB + 1)               ≈  64 MiB
+//	per-file bookkeeping, ~1 KiB × MaxFiles 1024                              ≈  1 MiB
+//	heap, worst case                                                          ≈  92 MiB
+//
+// under the Go memory limit of MemoryLimitShare × 128 Mi = 102.4 MiB that the agent sets, with
+// 25.6 MiB for the binary, stacks and what the kernel charges to the container. Raising MaxFiles
+// or MaxLineBytes raises the unfinished-lines term (MaxFiles × MaxLineBytes): raise the agent's
+// memory limit with them.
 var Defaults = Limits{
 	MaxLineBytes:       64 << 10,
 	BatchBytes:         1 << 20,
