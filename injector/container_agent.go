@@ -51,9 +51,12 @@ var agentEnv = map[string]corev1.EnvVar{
 	config.EnvPodUID:       fieldEnv(config.EnvPodUID, "metadata.uid"),
 	config.EnvNodeName:     fieldEnv(config.EnvNodeName, "spec.nodeName"),
 	config.Env:             {Name: config.Env},
-	// The agent's own memory limit in bytes, from which it sets the Go runtime's soft limit.
+	// The agent's own memory limit in bytes, from which it sets the Go runtime's soft limit. No
+	// containerName: empty means the container itself to every kubelet, whereas a lookup by name
+	// searched only the regular containers in older kubelets, and the native sidecar is an init
+	// container.
 	config.EnvMemoryLimit: {Name: config.EnvMemoryLimit, ValueFrom: &corev1.EnvVarSource{
-		ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: AgentContainer, Resource: "limits.memory", Divisor: resource.MustParse("1")},
+		ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory", Divisor: resource.MustParse("1")},
 	}},
 }
 

@@ -34,7 +34,7 @@ func TestCommand(t *testing.T) {
 					{Name: "POD_UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
 					{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 					{Name: "MEM", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
-						ContainerName: "agent", Resource: "limits.memory", Divisor: resource.MustParse("1")}}},
+						Resource: "limits.memory", Divisor: resource.MustParse("1")}}},
 					{Name: "CPU_M", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
 						ContainerName: "agent", Resource: "requests.cpu", Divisor: resource.MustParse("1m")}}},
 					{Name: "MEM_MI", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
