@@ -58,6 +58,9 @@ func (s *Splitter) Scan() bool {
 	if i < 0 {
 		s.hold(rest)
 		s.pos = len(s.chunk)
+		// The last line returned may be a carry buffer that was let go; an idle stream must not
+		// keep it alive through line (up to maxLineBytes per file).
+		s.line = nil
 		return false
 	}
 	s.pos += i + 1
@@ -102,7 +105,11 @@ func (s *Splitter) Flush() bool {
 		return false
 	}
 	s.set(s.carry, s.over)
-	s.carry = s.carry[:0]
+	if cap(s.carry) > releaseCarry {
+		s.carry = nil // s.line keeps the array alive while in use
+	} else {
+		s.carry = s.carry[:0]
+	}
 	s.over = 0
 	return true
 }

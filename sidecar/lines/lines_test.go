@@ -127,6 +127,38 @@ func TestCarryCapacity(t *testing.T) {
 	}
 }
 
+// TestIdleHoldsNothing: a long line carried across chunks and completed by the last bytes of a
+// chunk is not kept alive once the chunk is done (through the last line returned), nor after a
+// Flush: an idle file must not pin up to maxLineBytes.
+func TestIdleHoldsNothing(t *testing.T) {
+	s := New(64 << 10)
+	long := bytes.Repeat([]byte("w"), 40<<10)
+	s.Feed(long[:30<<10])
+	for s.Scan() {
+		t.Fatal("line without newline")
+	}
+	s.Feed(append(long[30<<10:], '\n'))
+	if !s.Scan() || len(s.Bytes()) != len(long) {
+		t.Fatalf("got %d bytes, want the carried line of %d", len(s.Bytes()), len(long))
+	}
+	if s.Scan() {
+		t.Fatal("a second line")
+	}
+	if s.line != nil || cap(s.carry) > releaseCarry {
+		t.Errorf("at the end of the chunk the splitter still holds %d bytes of line and a carry of capacity %d", len(s.line), cap(s.carry))
+	}
+	s.Feed(long[:20<<10])
+	for s.Scan() {
+		t.Fatal("line without newline")
+	}
+	if !s.Flush() || len(s.Bytes()) != 20<<10 {
+		t.Fatal("Flush did not return the unfinished line")
+	}
+	if cap(s.carry) > releaseCarry {
+		t.Errorf("after Flush the carry keeps a capacity of %d", cap(s.carry))
+	}
+}
+
 func TestReset(t *testing.T) {
 	s := New(10)
 	s.Feed([]byte("old partial"))
