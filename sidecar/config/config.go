@@ -154,7 +154,7 @@ type Limits struct {
 //	batches    (MaxInflightBatches 4 + 1 being filled) × BatchBytes 1 MiB × 9/8    ≈  5.7 MiB
 //	read buffer and fingerprint scratch, per container                         ≈  0.25 MiB
 //	json scratch, one per container: ~12 B per byte of a 64 KiB line          ≈  0.75 MiB
-//	multiline records: MaxFiles 1024 × 4 KiB + a 16 MiB budget per container  =  20 MiB
+//	multiline records: MaxFiles 1024 × 4 KiB + a 16 MiB budget for the agent  =  20 MiB
 //	unfinished lines: MaxFiles 1024 × (MaxLineBytes 64 KiB + 1)               ≈  64 MiB
 //	per-file bookkeeping, ~1 KiB × MaxFiles 1024                              ≈  1 MiB
 //	heap, worst case                                                          ≈  92 MiB

@@ -18,13 +18,13 @@
 // A Joiner holds its pending record, at most maxBytes (its buffer never grows beyond that), and
 // lets the buffer go once the record leaves if it grew beyond ReleaseAbove, so that an idle file
 // pins nothing large; Release frees it whatever its size, for a file closed to make room. What
-// the Joiners of a Rule (one input's files) hold beyond ReleaseAbove each shares a budget,
-// DefaultBudget unless SetBudget says otherwise: a record that would need more room than the
-// budget has left is sent as it is, and its next line starts a new record (counted in
-// BudgetFlushes). No byte is lost; a record is cut in two. Without the budget, maxFiles files
-// each holding a record of maxBytes (64 MiB at the defaults) would not fit the agent's memory
-// limit; with it, the Joiners of an input hold at most maxFiles × ReleaseAbove + the budget
-// (4 + 16 MiB at the defaults).
+// Joiners hold beyond ReleaseAbove each is charged to a Budget, the process-wide Shared one
+// (DefaultBudget, 16 MiB) unless Rule.SetBudget says otherwise: a record that would need more
+// room than the budget has left is sent as it is, and its next line starts a new record
+// (counted in Budget.Flushes). No byte is lost; a record is cut. Without the budget, maxFiles
+// files each holding a record of maxBytes (64 MiB at the defaults) would not fit the agent's
+// memory limit; with it, Joiners hold at most ReleaseAbove per open file plus the budget
+// (4 + 16 MiB at the defaults, one input).
 package multiline
 
 import (
@@ -57,33 +57,46 @@ const (
 	// ReleaseAbove is the buffer capacity above which a Joiner lets its buffer go when its
 	// record leaves.
 	ReleaseAbove = 4 << 10
-	// DefaultBudget is how many bytes of buffer the Joiners of one Rule may hold together,
-	// beyond the ReleaseAbove each may keep.
+	// DefaultBudget is the limit of the Shared budget.
 	DefaultBudget = 16 << 20
 )
+
+// Budget bounds the bytes of buffer that Joiners hold beyond ReleaseAbove each. It is safe for
+// concurrent use.
+type Budget struct {
+	limit   atomic.Int64
+	held    atomic.Int64
+	flushes atomic.Uint64
+}
+
+// NewBudget returns a budget of limit bytes.
+func NewBudget(limit int64) *Budget {
+	b := new(Budget)
+	b.limit.Store(limit)
+	return b
+}
+
+// Shared is the budget of every Rule that Compile returns: one for the whole process (the agent),
+// whatever the number of inputs and files.
+var Shared = NewBudget(DefaultBudget)
+
+// Held returns the bytes of buffer charged now: what Joiners hold beyond ReleaseAbove each.
+func (b *Budget) Held() int64 { return b.held.Load() }
+
+// Flushes returns how many records were sent before their end because the budget was spent.
+func (b *Budget) Flushes() uint64 { return b.flushes.Load() }
 
 // Rule says where records start. It is safe for concurrent use.
 type Rule struct {
 	name     string
 	classify classifier
 	timeout  time.Duration
-
-	budget  atomic.Int64  // bytes the Joiners may hold together
-	held    atomic.Int64  // bytes of buffer capacity the Joiners hold
-	flushes atomic.Uint64 // records sent early because the budget was spent
+	budget   *Budget
 }
 
-// SetBudget sets how many bytes of buffer the Joiners of r may hold together beyond ReleaseAbove
-// each (a line that starts a record is always taken, whatever the budget).
-func (r *Rule) SetBudget(n int64) { r.budget.Store(n) }
-
-// Held returns the bytes of buffer the Joiners of r hold now beyond ReleaseAbove each: what counts
-// towards the budget.
-func (r *Rule) Held() int64 { return r.held.Load() }
-
-// BudgetFlushes returns how many records were sent before their end because the Joiners of r
-// had spent their budget.
-func (r *Rule) BudgetFlushes() uint64 { return r.flushes.Load() }
+// SetBudget makes the Joiners of r charge b instead of Shared. Call it before the first Joiner
+// of r is made.
+func (r *Rule) SetBudget(b *Budget) { r.budget = b }
 
 // Compile builds the rule that m describes. A zero FlushTimeout means
 // config.DefaultFlushTimeout.
@@ -91,8 +104,7 @@ func Compile(m *config.Multiline) (*Rule, error) {
 	if m == nil {
 		return nil, fmt.Errorf("multiline: no configuration")
 	}
-	r := &Rule{timeout: m.FlushTimeout.D()}
-	r.budget.Store(DefaultBudget)
+	r := &Rule{timeout: m.FlushTimeout.D(), budget: Shared}
 	if r.timeout <= 0 {
 		r.timeout = config.DefaultFlushTimeout
 	}
@@ -163,7 +175,7 @@ func (j *Joiner) Add(line []byte, end int64, now time.Time, emit Emit) {
 		j.Flush(emit)
 	} else if !j.reserve(len(j.buf) + 1 + len(line)) {
 		// The budget is spent: the record leaves as it is, and this line starts the next.
-		j.rule.flushes.Add(1)
+		j.rule.budget.flushes.Add(1)
 		j.Flush(emit)
 	}
 	j.state = state
@@ -185,10 +197,11 @@ func (j *Joiner) reserve(n int) bool {
 	c := max(2*cap(j.buf), 512, n)
 	c = min(c, j.max)
 	grow := charged(c) - charged(cap(j.buf))
-	if grow > 0 && len(j.buf) > 0 && j.rule.held.Load()+grow > j.rule.budget.Load() {
+	b := j.rule.budget
+	if grow > 0 && len(j.buf) > 0 && b.held.Load()+grow > b.limit.Load() {
 		return false
 	}
-	j.rule.held.Add(grow)
+	b.held.Add(grow)
 	nb := make([]byte, len(j.buf), c)
 	copy(nb, j.buf)
 	j.buf = nb
@@ -202,7 +215,7 @@ func charged(c int) int64 { return int64(max(c-ReleaseAbove, 0)) }
 
 // free lets the buffer go and gives its charge back to the budget.
 func (j *Joiner) free() {
-	j.rule.held.Add(-charged(cap(j.buf)))
+	j.rule.budget.held.Add(-charged(cap(j.buf)))
 	j.buf = nil
 }
 

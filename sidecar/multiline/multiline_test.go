@@ -353,6 +353,7 @@ func TestJoinerReleasesBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.SetBudget(NewBudget(DefaultBudget))
 	const max = 64 << 10
 	j := NewJoiner(r, max)
 	var got []string
@@ -364,8 +365,8 @@ func TestJoinerReleasesBuffer(t *testing.T) {
 			t.Fatalf("buffer capacity %d, beyond the record limit %d", c, max)
 		}
 	}
-	if j.Retained() < 60<<10 || r.Held() == 0 {
-		t.Fatalf("the long record's buffer is %d bytes, charged %d; want it held", j.Retained(), r.Held())
+	if j.Retained() < 60<<10 || r.budget.Held() == 0 {
+		t.Fatalf("the long record's buffer is %d bytes, charged %d; want it held", j.Retained(), r.budget.Held())
 	}
 	for i := range 10 {
 		j.Add([]byte(fmt.Sprintf("INFO small %d", i)), 0, now, emit)
@@ -376,7 +377,7 @@ func TestJoinerReleasesBuffer(t *testing.T) {
 	if c := j.Retained(); c > ReleaseAbove {
 		t.Errorf("after small records the buffer is %d bytes, want at most %d", c, ReleaseAbove)
 	}
-	if h := r.Held(); h != 0 {
+	if h := r.budget.Held(); h != 0 {
 		t.Errorf("the budget still counts %d bytes", h)
 	}
 	j.Release(emit)
@@ -403,7 +404,8 @@ func TestBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	const budget, files = 256 << 10, 20
-	r.SetBudget(budget)
+	bud := NewBudget(budget)
+	r.SetBudget(bud)
 	var js []*Joiner
 	var got [files][]string
 	for range files {
@@ -414,7 +416,7 @@ func TestBudget(t *testing.T) {
 	for _, l := range rec {
 		for i, j := range js {
 			j.Add([]byte(l), 0, now, func(b []byte, _ int64, _ int) { got[i] = append(got[i], string(b)) })
-			if h := r.Held(); h > budget {
+			if h := bud.Held(); h > budget {
 				t.Fatalf("Joiners hold %d bytes beyond ReleaseAbove each, more than the budget %d", h, budget)
 			}
 		}
@@ -432,13 +434,13 @@ func TestBudget(t *testing.T) {
 			split++
 		}
 	}
-	if split == 0 || r.BudgetFlushes() == 0 {
-		t.Errorf("no record was cut (%d budget flushes): the budget was not applied", r.BudgetFlushes())
+	if split == 0 || bud.Flushes() == 0 {
+		t.Errorf("no record was cut (%d budget flushes): the budget was not applied", bud.Flushes())
 	}
 	if split == files {
 		t.Error("every record was cut: the budget let none through whole")
 	}
-	if h := r.Held(); h != 0 {
+	if h := bud.Held(); h != 0 {
 		t.Errorf("after every Flush the budget still counts %d bytes", h)
 	}
 }
