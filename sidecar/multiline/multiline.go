@@ -20,8 +20,9 @@
 // pins nothing large; Release frees it whatever its size, for a file closed to make room. What
 // Joiners hold beyond ReleaseAbove each is charged to a Budget, the process-wide Shared one
 // (DefaultBudget, 16 MiB) unless Rule.SetBudget says otherwise: a record that would need more
-// room than the budget has left is sent as it is, and its next line starts a new record
-// (counted in Budget.Flushes). No byte is lost; a record is cut. Without the budget, maxFiles
+// room than the budget has left is sent as it is, and its next line starts a new record; a first
+// line that does not fit is sent at once as a record of its own (both counted in
+// Budget.Flushes). No byte is lost; a record is cut. Without the budget, maxFiles
 // files each holding a record of maxBytes (64 MiB at the defaults) would not fit the agent's
 // memory limit; with it, Joiners hold at most ReleaseAbove per open file plus the budget
 // (4 + 16 MiB at the defaults, one input).
@@ -179,15 +180,26 @@ func (j *Joiner) Add(line []byte, end int64, now time.Time, emit Emit) {
 		j.Flush(emit)
 	}
 	j.state = state
+	if j.n == 0 && !j.reserve(len(line)) {
+		// Not even this first line fits: it leaves at once, a record of its own, so that the
+		// budget bounds first lines too (maxFiles of them could hold maxBytes each).
+		j.rule.budget.flushes.Add(1)
+		cut := lines.Cut(line, j.max)
+		rec := line[:cut]
+		if isBlank(rec) {
+			rec = rec[:0]
+		}
+		emit(rec, end, len(line)-cut)
+		return
+	}
 	j.append(line)
 	j.n++
 	j.end = end
 	j.last = now
 }
 
-// reserve makes room in buf for n bytes (at most max) and reports whether it could: growing a
-// buffer that is not empty takes from the Rule's budget, which may be spent. An empty buffer may
-// always grow to hold one line, so that every line can leave.
+// reserve makes room in buf for n bytes (at most max) and reports whether it could: growing the
+// buffer beyond ReleaseAbove takes from the budget, which may be spent.
 func (j *Joiner) reserve(n int) bool {
 	n = min(n, j.max)
 	if n <= cap(j.buf) {
@@ -198,7 +210,7 @@ func (j *Joiner) reserve(n int) bool {
 	c = min(c, j.max)
 	grow := charged(c) - charged(cap(j.buf))
 	b := j.rule.budget
-	if grow > 0 && len(j.buf) > 0 && b.held.Load()+grow > b.limit.Load() {
+	if grow > 0 && b.held.Load()+grow > b.limit.Load() {
 		return false
 	}
 	b.held.Add(grow)
@@ -234,8 +246,7 @@ func (j *Joiner) append(line []byte) {
 		j.dropped += len(line) - cut
 		line = line[:cut]
 	}
-	j.reserve(len(j.buf) + len(line)) // an empty buffer always gets room; Add reserved the rest
-	j.buf = append(j.buf, line...)
+	j.buf = append(j.buf, line...) // Add reserved the room
 	if !blank {
 		j.keep = len(j.buf)
 	}

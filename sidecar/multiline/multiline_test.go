@@ -444,3 +444,50 @@ func TestBudget(t *testing.T) {
 		t.Errorf("after every Flush the budget still counts %d bytes", h)
 	}
 }
+
+// TestBudgetLongFirstLines: records whose first line alone is long (a JSON line, a message with a
+// dump) are bounded too: a first line the budget cannot take leaves at once, whole.
+func TestBudgetLongFirstLines(t *testing.T) {
+	r, err := Compile(&config.Multiline{Preset: Java})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget, files = 256 << 10, 40
+	bud := NewBudget(budget)
+	r.SetBudget(bud)
+	now := time.Unix(0, 0)
+	var got [files][]string
+	var js []*Joiner
+	for range files {
+		js = append(js, NewJoiner(r, 64<<10))
+	}
+	first := "ERROR " + strings.Repeat("d", 30<<10)
+	for i, j := range js {
+		j.Add([]byte(first), 0, now, func(b []byte, _ int64, _ int) { got[i] = append(got[i], string(b)) })
+		if h := bud.Held(); h > budget {
+			t.Fatalf("Joiners hold %d bytes beyond ReleaseAbove each, more than the budget %d", h, budget)
+		}
+	}
+	sent := 0
+	for i, j := range js {
+		if len(got[i]) == 1 {
+			sent++
+			if got[i][0] != first || j.Pending() {
+				t.Errorf("file %d: a first line sent at once arrived as %d bytes, pending %v", i, len(got[i][0]), j.Pending())
+			}
+		}
+		j.Flush(func(b []byte, _ int64, _ int) { got[i] = append(got[i], string(b)) })
+		if len(got[i]) != 1 || got[i][0] != first {
+			t.Fatalf("file %d: %d records", i, len(got[i]))
+		}
+	}
+	if sent == 0 || sent == files {
+		t.Errorf("%d of %d first lines sent at once; want those beyond the budget, and only them", sent, files)
+	}
+	if uint64(sent) != bud.Flushes() {
+		t.Errorf("%d flushes counted for %d first lines sent at once", bud.Flushes(), sent)
+	}
+	if h := bud.Held(); h != 0 {
+		t.Errorf("after every Flush the budget still counts %d bytes", h)
+	}
+}
