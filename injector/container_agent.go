@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/sidelog/sidelog/sidecar/config"
 )
@@ -49,6 +50,13 @@ var agentEnv = map[string]corev1.EnvVar{
 	config.EnvPodUID:       fieldEnv(config.EnvPodUID, "metadata.uid"),
 	config.EnvNodeName:     fieldEnv(config.EnvNodeName, "spec.nodeName"),
 	config.Env:             {Name: config.Env},
+	// The agent's own memory limit in bytes, from which it sets the Go runtime's soft limit. No
+	// containerName: empty means the container itself to every kubelet, whereas a lookup by name
+	// searched only the regular containers in older kubelets, and the native sidecar is an init
+	// container.
+	config.EnvMemoryLimit: {Name: config.EnvMemoryLimit, ValueFrom: &corev1.EnvVarSource{
+		ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory", Divisor: resource.MustParse("1")},
+	}},
 }
 
 func fieldEnv(name, field string) corev1.EnvVar {
@@ -121,6 +129,12 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 		agentEnv[config.EnvPodNamespace],
 		agentEnv[config.EnvPodUID],
 		agentEnv[config.EnvNodeName],
+	}
+	// Only for a limit the pod declares: without one, the kubelet would give the node's
+	// allocatable memory, which says nothing about what the agent may use.
+	if lim, ok := r.resources.Limits[corev1.ResourceMemory]; ok && !lim.IsZero() {
+		mem := agentEnv[config.EnvMemoryLimit]
+		env = append(env, *mem.DeepCopy())
 	}
 	env = append(env, lm.env...)
 	env = append(env, corev1.EnvVar{Name: config.Env, Value: string(cfg)})

@@ -49,6 +49,7 @@ func run(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	agent.SetMemoryLimit(os.Getenv, log)
 
 	var src io.Reader
 	if *configFile != "" {

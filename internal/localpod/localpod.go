@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Container returns the container or init container called name.
@@ -101,7 +102,7 @@ func Command(pod *corev1.Pod, name string, o Options) (*exec.Cmd, error) {
 	env := []string{"PATH=" + os.Getenv("PATH")}
 	vars := map[string]string{}
 	for _, e := range c.Env {
-		v, err := envValue(pod, e, o)
+		v, err := envValue(pod, c, e, o)
 		if err != nil {
 			return nil, fmt.Errorf("container %q env %s: %w", name, e.Name, err)
 		}
@@ -135,14 +136,51 @@ func expand(s string, vars map[string]string) string {
 	})
 }
 
-func envValue(pod *corev1.Pod, e corev1.EnvVar, o Options) (string, error) {
+func envValue(pod *corev1.Pod, c *corev1.Container, e corev1.EnvVar, o Options) (string, error) {
 	if e.ValueFrom == nil {
 		return e.Value, nil
 	}
+	if r := e.ValueFrom.ResourceFieldRef; r != nil {
+		return resourceValue(pod, c, r)
+	}
 	if e.ValueFrom.FieldRef == nil {
-		return "", fmt.Errorf("only value and fieldRef are supported")
+		return "", fmt.Errorf("only value, fieldRef and resourceFieldRef are supported")
 	}
 	return fieldValue(pod, e.ValueFrom.FieldRef.FieldPath, o)
+}
+
+// resourceValue is a request or limit of container r.ContainerName (empty: c, the container
+// started) divided by the divisor and rounded up, as the kubelet writes it. A resource the
+// container does not declare is an error here: the kubelet would give the node's allocatable
+// amount, which this machine does not have.
+func resourceValue(pod *corev1.Pod, c *corev1.Container, r *corev1.ResourceFieldSelector) (string, error) {
+	if r.ContainerName != "" {
+		var err error
+		if c, err = Container(pod, r.ContainerName); err != nil {
+			return "", err
+		}
+	}
+	var list corev1.ResourceList
+	kind, name, _ := strings.Cut(r.Resource, ".")
+	switch kind {
+	case "limits":
+		list = c.Resources.Limits
+	case "requests":
+		list = c.Resources.Requests
+	default:
+		return "", fmt.Errorf("resource %q is not supported", r.Resource)
+	}
+	q, ok := list[corev1.ResourceName(name)]
+	if !ok {
+		return "", fmt.Errorf("container %q declares no %s", c.Name, r.Resource)
+	}
+	div := r.Divisor
+	if div.IsZero() {
+		div = resource.MustParse("1")
+	}
+	// Ceil(q / div), in milli-units so that cpu divisors such as 1m work.
+	n, d := q.MilliValue(), div.MilliValue()
+	return strconv.FormatInt((n+d-1)/d, 10), nil
 }
 
 func fieldValue(pod *corev1.Pod, path string, o Options) (string, error) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -32,6 +33,16 @@ func TestCommand(t *testing.T) {
 					{Name: "CONFIG", Value: `{"labels":"/etc/info/labels","logs":"` + dir + `/logs/*.log"}`},
 					{Name: "POD_UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
 					{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+					{Name: "MEM", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+						Resource: "limits.memory", Divisor: resource.MustParse("1")}}},
+					{Name: "CPU_M", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+						ContainerName: "agent", Resource: "requests.cpu", Divisor: resource.MustParse("1m")}}},
+					{Name: "MEM_MI", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+						ContainerName: "agent", Resource: "limits.memory", Divisor: resource.MustParse("1Mi")}}},
+				},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("25m")},
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 				},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "logs", MountPath: dir + "/logs"},
@@ -57,6 +68,9 @@ func TestCommand(t *testing.T) {
 		`CONFIG={"labels":"` + dir + `/volumes/info/labels","logs":"` + dir + `/logs/*.log"}`,
 		"POD_UID=uid-1",
 		"NODE=node-1",
+		"MEM=134217728",
+		"CPU_M=25",
+		"MEM_MI=128",
 	} {
 		if !slices.Contains(cmd.Env, want) {
 			t.Errorf("env lacks %q; env = %q", want, cmd.Env)

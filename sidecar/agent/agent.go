@@ -28,6 +28,7 @@ import (
 	"github.com/sidelog/sidelog/sidecar/config"
 	"github.com/sidelog/sidelog/sidecar/forward"
 	"github.com/sidelog/sidelog/sidecar/metrics"
+	"github.com/sidelog/sidelog/sidecar/multiline"
 	"github.com/sidelog/sidelog/sidecar/record"
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
@@ -102,6 +103,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.reg = metrics.NewRegistry()
 	}
 	a.parseErrors = a.reg.Counter("sidelog_parse_errors_total", "Lines that the json parser could not parse and sent as a plain log string.")
+	a.reg.CounterFunc("sidelog_multiline_budget_flushes_total",
+		"Multiline records sent before their end because pending records held their whole memory budget; the next line started a new record.",
+		func() float64 { return float64(multiline.Shared.Flushes()) })
+	a.reg.GaugeFunc("sidelog_multiline_budget_held_bytes", "Bytes of pending multiline records charged to their memory budget.",
+		func() float64 { return float64(multiline.Shared.Held()) })
 	a.saveErrors = a.reg.Counter("sidelog_checkpoint_errors_total", "Checkpoint saves that failed (the agent keeps going; a restart may resend more).")
 	inflight := cfg.Limits.MaxInflightBatches
 	a.free = make(chan []byte, inflight+len(cfg.Inputs))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sidelog/sidelog/sidecar/config"
 	"github.com/sidelog/sidelog/sidecar/forward"
+	"github.com/sidelog/sidelog/sidecar/parse"
 	"github.com/sidelog/sidelog/sidecar/record"
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
@@ -18,6 +19,11 @@ type stream struct {
 	tag       string
 	tailer    *tail.Tailer
 	batchSize int
+
+	// tr is the json parser's scratch, shared by the encoders of every file of the input: it grows
+	// with the widest line (about 12 bytes per byte of line), which per file would add up to
+	// hundreds of MiB over maxFiles files; it shrinks again after wide lines (parse.Transcoder).
+	tr parse.Transcoder
 
 	// ctx bounds a blocking Send (the run context, then the drain deadline); now stamps records.
 	ctx context.Context
@@ -36,7 +42,7 @@ type stream struct {
 }
 
 // fileState is the input's per-file state, kept in tail.File.Meta so that the per-record path
-// needs no map lookup.
+// needs no map lookup. It is small: the file's pre-encoded fields, no scratch.
 type fileState struct {
 	enc     *record.Encoder
 	gen     int // the Agent.podGen enc was built for
@@ -55,7 +61,7 @@ func (in *stream) Record(f *tail.File, rec []byte, end int64) {
 		f.Meta = st
 	}
 	if st.enc == nil || st.gen != in.agent.podGen {
-		st.enc, st.gen = record.NewEncoder(in.agent.pod, in.cfg.Container, f.Path, in.cfg.Parser), in.agent.podGen
+		st.enc, st.gen = record.NewEncoderWith(in.agent.pod, in.cfg.Container, f.Path, in.cfg.Parser, &in.tr), in.agent.podGen
 	}
 	if in.count == 0 {
 		in.started = in.now

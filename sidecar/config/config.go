@@ -153,6 +153,23 @@ type Limits struct {
 }
 
 // Defaults for zero fields.
+//
+// They are chosen so that the agent's worst case fits the injector's default memory limit of
+// 128 Mi, with one tailed container (README, "Memory"):
+//
+//	batches    (MaxInflightBatches 4 + 1 being filled) × BatchBytes 1 MiB × 9/8    ≈  5.7 MiB
+//	read buffer and fingerprint scratch, per container                         ≈  0.25 MiB
+//	json scratch, one per container: ~12 B per byte of a 64 KiB line          ≈  0.75 MiB
+//	multiline records: MaxFiles 1024 × 4 KiB + a 16 MiB budget for the agent  =  20 MiB
+//	unfinished lines: MaxFiles 1024 × (MaxLineBytes 64 KiB + 1)               ≈  64 MiB
+//	per-file bookkeeping, ~1 KiB × MaxFiles 1024                              ≈  1 MiB
+//	first bytes of open files, 1 KiB × MaxFiles 1024                          ≈  1 MiB
+//	heap, worst case                                                          ≈  93 MiB
+//
+// under the Go memory limit of MemoryLimitShare × 128 Mi = 102.4 MiB that the agent sets, with
+// 25.6 MiB for the binary, stacks and what the kernel charges to the container. Raising MaxFiles
+// or MaxLineBytes raises the unfinished-lines term (MaxFiles × MaxLineBytes): raise the agent's
+// memory limit with them.
 var Defaults = Limits{
 	MaxLineBytes:       64 << 10,
 	BatchBytes:         1 << 20,
@@ -450,3 +467,15 @@ const (
 	EnvPodUID       = "POD_UID"       // metadata.uid
 	EnvNodeName     = "NODE_NAME"     // spec.nodeName
 )
+
+// EnvMemoryLimit is the agent container's memory limit in bytes, a plain number: the injector
+// sets it from the downward API (resourceFieldRef limits.memory of the agent container, divisor
+// 1). Unless GOMEMLIMIT is set, the agent gives the Go runtime a soft limit of MemoryLimitShare
+// of it, so that the garbage collector works harder before the container is killed.
+const EnvMemoryLimit = "SIDELOG_MEMORY_LIMIT"
+
+// MemoryLimitShare is the share of the container's memory limit that the agent gives the Go
+// runtime as its soft limit (GOMEMLIMIT). The rest is for what the runtime does not count and the
+// limit does: the binary's text and data (about 5 MiB resident), thread stacks, and the socket
+// buffers and page cache that the kernel charges to the container; 20% of 128 MiB is 25.6 MiB.
+const MemoryLimitShare = 0.8

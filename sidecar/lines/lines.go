@@ -58,6 +58,9 @@ func (s *Splitter) Scan() bool {
 	if i < 0 {
 		s.hold(rest)
 		s.pos = len(s.chunk)
+		// The last line returned may be a carry buffer that was let go; an idle stream must not
+		// keep it alive through line (up to maxLineBytes per file).
+		s.line = nil
 		return false
 	}
 	s.pos += i + 1
@@ -102,7 +105,11 @@ func (s *Splitter) Flush() bool {
 		return false
 	}
 	s.set(s.carry, s.over)
-	s.carry = s.carry[:0]
+	if cap(s.carry) > releaseCarry {
+		s.carry = nil // s.line keeps the array alive while in use
+	} else {
+		s.carry = s.carry[:0]
+	}
 	s.over = 0
 	return true
 }
@@ -138,6 +145,14 @@ func (s *Splitter) hold(p []byte) {
 	if len(p) > room {
 		s.over += int64(len(p) - room)
 		p = p[:room]
+	}
+	if n := len(s.carry) + len(p); n > cap(s.carry) {
+		// Grow by doubling but never beyond max+1: append's growth would go up to a quarter
+		// beyond it, and every idle file with an unfinished line keeps its carry.
+		c := min(max(2*cap(s.carry), 512, n), s.max+1)
+		nc := make([]byte, len(s.carry), c)
+		copy(nc, s.carry)
+		s.carry = nc
 	}
 	s.carry = append(s.carry, p...)
 }

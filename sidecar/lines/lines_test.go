@@ -106,6 +106,59 @@ func TestCarryStaysBounded(t *testing.T) {
 	}
 }
 
+// TestCarryCapacity: a line of the limit, carried over many chunks, never gets a buffer larger
+// than the limit (append alone would grow it up to a quarter beyond).
+func TestCarryCapacity(t *testing.T) {
+	const max = 64 << 10
+	s := New(max)
+	chunk := bytes.Repeat([]byte("y"), 1000)
+	for range max / 1000 {
+		s.Feed(chunk)
+		for s.Scan() {
+			t.Fatal("line without newline")
+		}
+		if c := cap(s.carry); c > max+1 {
+			t.Fatalf("carry capacity %d, beyond the limit %d+1", c, max)
+		}
+	}
+	s.Feed([]byte("\n"))
+	if !s.Scan() || len(s.Bytes()) != max/1000*1000 {
+		t.Fatalf("line of %d bytes", len(s.Bytes()))
+	}
+}
+
+// TestIdleHoldsNothing: a long line carried across chunks and completed by the last bytes of a
+// chunk is not kept alive once the chunk is done (through the last line returned), nor after a
+// Flush: an idle file must not pin up to maxLineBytes.
+func TestIdleHoldsNothing(t *testing.T) {
+	s := New(64 << 10)
+	long := bytes.Repeat([]byte("w"), 40<<10)
+	s.Feed(long[:30<<10])
+	for s.Scan() {
+		t.Fatal("line without newline")
+	}
+	s.Feed(append(long[30<<10:], '\n'))
+	if !s.Scan() || len(s.Bytes()) != len(long) {
+		t.Fatalf("got %d bytes, want the carried line of %d", len(s.Bytes()), len(long))
+	}
+	if s.Scan() {
+		t.Fatal("a second line")
+	}
+	if s.line != nil || cap(s.carry) > releaseCarry {
+		t.Errorf("at the end of the chunk the splitter still holds %d bytes of line and a carry of capacity %d", len(s.line), cap(s.carry))
+	}
+	s.Feed(long[:20<<10])
+	for s.Scan() {
+		t.Fatal("line without newline")
+	}
+	if !s.Flush() || len(s.Bytes()) != 20<<10 {
+		t.Fatal("Flush did not return the unfinished line")
+	}
+	if cap(s.carry) > releaseCarry {
+		t.Errorf("after Flush the carry keeps a capacity of %d", cap(s.carry))
+	}
+}
+
 func TestReset(t *testing.T) {
 	s := New(10)
 	s.Feed([]byte("old partial"))

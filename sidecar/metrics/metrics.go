@@ -79,6 +79,12 @@ func (r *Registry) GaugeFunc(name, help string, f func() float64, labels ...stri
 	r.series(name, help, kindGauge, labels, func() any { return f })
 }
 
+// CounterFunc registers a counter whose value is read from f at each scrape (f must be safe to
+// call from another goroutine, and never decrease).
+func (r *Registry) CounterFunc(name, help string, f func() float64, labels ...string) {
+	r.series(name, help, kindCounter, labels, func() any { return f })
+}
+
 // Unregister removes the series name{labels}, for per-file gauges of files that are gone.
 func (r *Registry) Unregister(name string, labels ...string) {
 	r.mu.Lock()

@@ -12,6 +12,20 @@
 //     left out of it (their bytes still count towards the record's end offset). Stack traces
 //     contain blank lines (Go dumps, Python's chained exceptions, the empty line that
 //     java.util.logging prints after a trace); a regex decides for itself.
+//
+// # Memory
+//
+// A Joiner holds its pending record, at most maxBytes (its buffer never grows beyond that), and
+// lets the buffer go once the record leaves if it grew beyond ReleaseAbove, so that an idle file
+// pins nothing large; Release frees it whatever its size, for a file closed to make room. What
+// Joiners hold beyond ReleaseAbove each is charged to a Budget, the process-wide Shared one
+// (DefaultBudget, 16 MiB) unless Rule.SetBudget says otherwise: a record that would need more
+// room than the budget has left is sent as it is, and its next line starts a new record; a first
+// line that does not fit is sent at once as a record of its own (both counted in
+// Budget.Flushes). No byte is lost; a record is cut. Without the budget, maxFiles
+// files each holding a record of maxBytes (64 MiB at the defaults) would not fit the agent's
+// memory limit; with it, Joiners hold at most ReleaseAbove per open file plus the budget
+// (4 + 16 MiB at the defaults, one input).
 package multiline
 
 import (
@@ -19,6 +33,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
@@ -38,12 +53,51 @@ const (
 // line starts a record and the state after it.
 type classifier func(state uint8, line []byte, n int) (start bool, next uint8)
 
+// Memory limits of Joiners; see the package documentation.
+const (
+	// ReleaseAbove is the buffer capacity above which a Joiner lets its buffer go when its
+	// record leaves.
+	ReleaseAbove = 4 << 10
+	// DefaultBudget is the limit of the Shared budget.
+	DefaultBudget = 16 << 20
+)
+
+// Budget bounds the bytes of buffer that Joiners hold beyond ReleaseAbove each. It is safe for
+// concurrent use.
+type Budget struct {
+	limit   atomic.Int64
+	held    atomic.Int64
+	flushes atomic.Uint64
+}
+
+// NewBudget returns a budget of limit bytes.
+func NewBudget(limit int64) *Budget {
+	b := new(Budget)
+	b.limit.Store(limit)
+	return b
+}
+
+// Shared is the budget of every Rule that Compile returns: one for the whole process (the agent),
+// whatever the number of inputs and files.
+var Shared = NewBudget(DefaultBudget)
+
+// Held returns the bytes of buffer charged now: what Joiners hold beyond ReleaseAbove each.
+func (b *Budget) Held() int64 { return b.held.Load() }
+
+// Flushes returns how many records were sent before their end because the budget was spent.
+func (b *Budget) Flushes() uint64 { return b.flushes.Load() }
+
 // Rule says where records start. It is safe for concurrent use.
 type Rule struct {
 	name     string
 	classify classifier
 	timeout  time.Duration
+	budget   *Budget
 }
+
+// SetBudget makes the Joiners of r charge b instead of Shared. Call it before the first Joiner
+// of r is made.
+func (r *Rule) SetBudget(b *Budget) { r.budget = b }
 
 // Compile builds the rule that m describes. A zero FlushTimeout means
 // config.DefaultFlushTimeout.
@@ -51,7 +105,7 @@ func Compile(m *config.Multiline) (*Rule, error) {
 	if m == nil {
 		return nil, fmt.Errorf("multiline: no configuration")
 	}
-	r := &Rule{timeout: m.FlushTimeout.D()}
+	r := &Rule{timeout: m.FlushTimeout.D(), budget: Shared}
 	if r.timeout <= 0 {
 		r.timeout = config.DefaultFlushTimeout
 	}
@@ -120,12 +174,61 @@ func (j *Joiner) Add(line []byte, end int64, now time.Time, emit Emit) {
 	start, state := j.rule.classify(j.state, line, j.n)
 	if start || j.n == 0 {
 		j.Flush(emit)
+	} else if !j.reserve(len(j.buf) + 1 + len(line)) {
+		// The budget is spent: the record leaves as it is, and this line starts the next.
+		j.rule.budget.flushes.Add(1)
+		j.Flush(emit)
 	}
 	j.state = state
+	if j.n == 0 && !j.reserve(len(line)) {
+		// Not even this first line fits: it leaves at once, a record of its own, so that the
+		// budget bounds first lines too (maxFiles of them could hold maxBytes each).
+		j.rule.budget.flushes.Add(1)
+		cut := lines.Cut(line, j.max)
+		rec := line[:cut]
+		if isBlank(rec) {
+			rec = rec[:0]
+		}
+		emit(rec, end, len(line)-cut)
+		return
+	}
 	j.append(line)
 	j.n++
 	j.end = end
 	j.last = now
+}
+
+// reserve makes room in buf for n bytes (at most max) and reports whether it could: growing the
+// buffer beyond ReleaseAbove takes from the budget, which may be spent.
+func (j *Joiner) reserve(n int) bool {
+	n = min(n, j.max)
+	if n <= cap(j.buf) {
+		return true
+	}
+	// Grow by doubling, from 512 bytes, never beyond max.
+	c := max(2*cap(j.buf), 512, n)
+	c = min(c, j.max)
+	grow := charged(c) - charged(cap(j.buf))
+	b := j.rule.budget
+	if grow > 0 && b.held.Load()+grow > b.limit.Load() {
+		return false
+	}
+	b.held.Add(grow)
+	nb := make([]byte, len(j.buf), c)
+	copy(nb, j.buf)
+	j.buf = nb
+	return true
+}
+
+// charged is what a buffer of capacity c takes from the budget: what it has beyond
+// ReleaseAbove. Smaller buffers are kept between records (at most ReleaseAbove per file), and
+// a Joiner dropped without a last Flush must not keep part of the budget for ever.
+func charged(c int) int64 { return int64(max(c-ReleaseAbove, 0)) }
+
+// free lets the buffer go and gives its charge back to the budget.
+func (j *Joiner) free() {
+	j.rule.budget.held.Add(-charged(cap(j.buf)))
+	j.buf = nil
 }
 
 func (j *Joiner) append(line []byte) {
@@ -143,7 +246,7 @@ func (j *Joiner) append(line []byte) {
 		j.dropped += len(line) - cut
 		line = line[:cut]
 	}
-	j.buf = append(j.buf, line...)
+	j.buf = append(j.buf, line...) // Add reserved the room
 	if !blank {
 		j.keep = len(j.buf)
 	}
@@ -167,10 +270,9 @@ func (j *Joiner) Flush(emit Emit) {
 	j.n, j.keep, j.dropped, j.state = 0, 0, 0, 0
 	j.buf = j.buf[:0]
 	emit(rec, end, dropped)
-	// A record near the limit leaves a large buffer behind; free it so that an idle file does
-	// not pin it.
-	if cap(j.buf) > 16<<10 {
-		j.buf = nil
+	// A long record leaves a large buffer behind; free it so that an idle file does not pin it.
+	if cap(j.buf) > ReleaseAbove {
+		j.free()
 	}
 }
 
@@ -178,7 +280,20 @@ func (j *Joiner) Flush(emit Emit) {
 func (j *Joiner) Reset() {
 	j.n, j.keep, j.dropped, j.state = 0, 0, 0, 0
 	j.buf = j.buf[:0]
+	if cap(j.buf) > ReleaseAbove {
+		j.free()
+	}
 }
+
+// Release hands the pending record, if any, to emit, as Flush does, and frees the buffer whatever
+// its size: for a file closed to make room, which should hold nothing until it is read again.
+func (j *Joiner) Release(emit Emit) {
+	j.Flush(emit)
+	j.free()
+}
+
+// Retained returns the capacity of the Joiner's buffer: what it holds between lines.
+func (j *Joiner) Retained() int { return cap(j.buf) }
 
 // isBlank reports whether line holds nothing but spaces and tabs.
 func isBlank(line []byte) bool {

@@ -336,3 +336,158 @@ func BenchmarkJoiner(b *testing.B) {
 		})
 	}
 }
+
+// longRecord is a Java record of about size bytes: a first line and 100-byte frames.
+func longRecord(first string, size int) []string {
+	out := []string{first}
+	for n := len(first); n < size; n += 101 {
+		out = append(out, "\tat "+strings.Repeat("f", 96))
+	}
+	return out
+}
+
+// TestJoinerReleasesBuffer: after a 60 KiB record, small records leave the buffer small, and a
+// released Joiner holds nothing.
+func TestJoinerReleasesBuffer(t *testing.T) {
+	r, err := Compile(&config.Multiline{Preset: Java})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetBudget(NewBudget(DefaultBudget))
+	const max = 64 << 10
+	j := NewJoiner(r, max)
+	var got []string
+	emit := func(rec []byte, _ int64, _ int) { got = append(got, string(rec)) }
+	now := time.Unix(0, 0)
+	for _, l := range longRecord("ERROR long", 60<<10) {
+		j.Add([]byte(l), 0, now, emit)
+		if c := j.Retained(); c > max {
+			t.Fatalf("buffer capacity %d, beyond the record limit %d", c, max)
+		}
+	}
+	if j.Retained() < 60<<10 || r.budget.Held() == 0 {
+		t.Fatalf("the long record's buffer is %d bytes, charged %d; want it held", j.Retained(), r.budget.Held())
+	}
+	for i := range 10 {
+		j.Add([]byte(fmt.Sprintf("INFO small %d", i)), 0, now, emit)
+	}
+	if len(got) != 10 || len(got[0]) < 60<<10 {
+		t.Fatalf("%d records, the first %d bytes; want the long one and 9 small ones", len(got), len(got[0]))
+	}
+	if c := j.Retained(); c > ReleaseAbove {
+		t.Errorf("after small records the buffer is %d bytes, want at most %d", c, ReleaseAbove)
+	}
+	if h := r.budget.Held(); h != 0 {
+		t.Errorf("the budget still counts %d bytes", h)
+	}
+	j.Release(emit)
+	if len(got) != 11 || got[10] != "INFO small 9" {
+		t.Errorf("Release did not hand on the pending record: %q", got[len(got)-1])
+	}
+	if j.Pending() || j.Retained() != 0 {
+		t.Errorf("after Release: pending %v, buffer %d bytes", j.Pending(), j.Retained())
+	}
+	// A released Joiner works on.
+	j.Add([]byte("INFO again"), 0, now, emit)
+	j.Flush(emit)
+	if got[len(got)-1] != "INFO again" {
+		t.Errorf("after Release: %q", got[len(got)-1])
+	}
+}
+
+// TestBudget: 20 files each building a 40 KiB record under a 256 KiB budget. The Joiners never
+// hold more than the budget beyond ReleaseAbove each; records that did not fit leave early, cut
+// in two or more, and no line is lost.
+func TestBudget(t *testing.T) {
+	r, err := Compile(&config.Multiline{Preset: Java})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget, files = 256 << 10, 20
+	bud := NewBudget(budget)
+	r.SetBudget(bud)
+	var js []*Joiner
+	var got [files][]string
+	for range files {
+		js = append(js, NewJoiner(r, 64<<10))
+	}
+	now := time.Unix(0, 0)
+	rec := longRecord("ERROR", 40<<10)
+	for _, l := range rec {
+		for i, j := range js {
+			j.Add([]byte(l), 0, now, func(b []byte, _ int64, _ int) { got[i] = append(got[i], string(b)) })
+			if h := bud.Held(); h > budget {
+				t.Fatalf("Joiners hold %d bytes beyond ReleaseAbove each, more than the budget %d", h, budget)
+			}
+		}
+	}
+	for i, j := range js {
+		j.Flush(func(b []byte, _ int64, _ int) { got[i] = append(got[i], string(b)) })
+	}
+	whole := strings.Join(rec, "\n")
+	split := 0
+	for i := range files {
+		if joined := strings.Join(got[i], "\n"); joined != whole {
+			t.Fatalf("file %d: the records joined again are %d bytes, want the %d of the record", i, len(joined), len(whole))
+		}
+		if len(got[i]) > 1 {
+			split++
+		}
+	}
+	if split == 0 || bud.Flushes() == 0 {
+		t.Errorf("no record was cut (%d budget flushes): the budget was not applied", bud.Flushes())
+	}
+	if split == files {
+		t.Error("every record was cut: the budget let none through whole")
+	}
+	if h := bud.Held(); h != 0 {
+		t.Errorf("after every Flush the budget still counts %d bytes", h)
+	}
+}
+
+// TestBudgetLongFirstLines: records whose first line alone is long (a JSON line, a message with a
+// dump) are bounded too: a first line the budget cannot take leaves at once, whole.
+func TestBudgetLongFirstLines(t *testing.T) {
+	r, err := Compile(&config.Multiline{Preset: Java})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget, files = 256 << 10, 40
+	bud := NewBudget(budget)
+	r.SetBudget(bud)
+	now := time.Unix(0, 0)
+	var got [files][]string
+	var js []*Joiner
+	for range files {
+		js = append(js, NewJoiner(r, 64<<10))
+	}
+	first := "ERROR " + strings.Repeat("d", 30<<10)
+	for i, j := range js {
+		j.Add([]byte(first), 0, now, func(b []byte, _ int64, _ int) { got[i] = append(got[i], string(b)) })
+		if h := bud.Held(); h > budget {
+			t.Fatalf("Joiners hold %d bytes beyond ReleaseAbove each, more than the budget %d", h, budget)
+		}
+	}
+	sent := 0
+	for i, j := range js {
+		if len(got[i]) == 1 {
+			sent++
+			if got[i][0] != first || j.Pending() {
+				t.Errorf("file %d: a first line sent at once arrived as %d bytes, pending %v", i, len(got[i][0]), j.Pending())
+			}
+		}
+		j.Flush(func(b []byte, _ int64, _ int) { got[i] = append(got[i], string(b)) })
+		if len(got[i]) != 1 || got[i][0] != first {
+			t.Fatalf("file %d: %d records", i, len(got[i]))
+		}
+	}
+	if sent == 0 || sent == files {
+		t.Errorf("%d of %d first lines sent at once; want those beyond the budget, and only them", sent, files)
+	}
+	if uint64(sent) != bud.Flushes() {
+		t.Errorf("%d flushes counted for %d first lines sent at once", bud.Flushes(), sent)
+	}
+	if h := bud.Held(); h != 0 {
+		t.Errorf("after every Flush the budget still counts %d bytes", h)
+	}
+}

@@ -43,6 +43,12 @@ func (e *SyntaxError) Error() string {
 // Transcoder transcodes JSON objects to MessagePack. The zero value is ready to use. It keeps
 // scratch space between lines so that the steady state does not allocate, and so is not safe for
 // concurrent use.
+//
+// The scratch grows with the widest line seen: about 12 bytes per byte of line at worst (a line
+// of small numbers), so 768 KiB for a 64 KiB line. It is not kept for ever: once ShrinkAfter
+// lines in a row have used less than a quarter of it, and it is larger than KeepScratch, it is
+// let go, so one huge line does not pin its scratch while small ones follow. Share one
+// Transcoder between the files of an input rather than keeping one per file.
 type Transcoder struct {
 	// Rename gives new names to top-level keys of the object (compared after unescaping); the
 	// other keys keep theirs. It is read, never written.
@@ -58,6 +64,53 @@ type Transcoder struct {
 	strs    []int
 	members int
 	scanned bool
+	// small counts the lines in a row that used less than a quarter of the scratch.
+	small int
+}
+
+// Scratch limits: see Transcoder.
+const (
+	// KeepScratch is the scratch, in bytes, that is always kept: enough for lines of a few KiB.
+	KeepScratch = 16 << 10
+	// ShrinkAfter is how many lines in a row must use less than a quarter of a scratch larger
+	// than KeepScratch before it is let go.
+	ShrinkAfter = 64
+)
+
+// Sizes of the scratch elements, for Retained.
+const (
+	intSize    = int(unsafe.Sizeof(int(0)))
+	numberSize = int(unsafe.Sizeof(number{}))
+)
+
+// Retained returns the bytes of scratch the Transcoder holds between lines.
+func (t *Transcoder) Retained() int {
+	return (cap(t.counts)+cap(t.strs))*intSize + cap(t.nums)*numberSize
+}
+
+// Release lets the scratch go (it is allocated again by the next line), for a Transcoder that
+// will be idle for a while. A line scanned before must be appended before Release.
+func (t *Transcoder) Release() {
+	t.counts, t.nums, t.strs, t.small = nil, nil, nil, 0
+	t.line, t.scanned = nil, false
+}
+
+// shrink lets the scratch go once lines have used little of it for long enough; it runs before
+// a line is scanned, so that the scratch of the last line is still there for AppendMembers.
+func (t *Transcoder) shrink() {
+	if t.small >= ShrinkAfter {
+		t.Release()
+	}
+}
+
+// used counts towards shrink after a line: whether it used less than a quarter of the scratch.
+func (t *Transcoder) used(counts, nums, strs int) {
+	held := t.Retained()
+	if held > KeepScratch && ((counts+strs)*intSize+nums*numberSize)*4 < held {
+		t.small++
+	} else {
+		t.small = 0
+	}
 }
 
 type number struct {
@@ -70,6 +123,7 @@ type number struct {
 // members it has. After a successful Scan, AppendMembers writes them.
 func (t *Transcoder) Scan(line []byte) (members int, err error) {
 	t.scanned = false
+	t.shrink()
 	s := scanner{b: line, counts: t.counts[:0], nums: t.nums[:0], strs: t.strs[:0]}
 	s.space()
 	if s.i >= len(s.b) || s.b[s.i] != '{' {
@@ -81,6 +135,7 @@ func (t *Transcoder) Scan(line []byte) (members int, err error) {
 		}
 	}
 	t.counts, t.nums, t.strs = s.counts, s.nums, s.strs
+	t.used(len(s.counts), len(s.nums), len(s.strs))
 	if err != nil {
 		return 0, err
 	}

@@ -297,3 +297,47 @@ func BenchmarkEncodingJSON(b *testing.B) {
 		}
 	}
 }
+
+// TestScratchShrinks: a 60 KiB line of numbers grows the scratch to about 700 KiB; small lines
+// after it let it go, so an input that saw one wide line does not pin its scratch.
+func TestScratchShrinks(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"n":[`)
+	for b.Len() < 60<<10 {
+		b.WriteString("1,")
+	}
+	b.WriteString(`1]}`)
+	wide, small := []byte(b.String()), []byte(`{"level":"info","msg":"ok","n":42,"tags":["a","b"]}`)
+	var tr Transcoder
+	if _, err := tr.AppendMap(nil, wide); err != nil {
+		t.Fatal(err)
+	}
+	if held := tr.Retained(); held < 60<<10*10 {
+		t.Fatalf("after the wide line the scratch is %d bytes; the test expects it to have grown", held)
+	}
+	for i := range ShrinkAfter + 1 {
+		if _, err := tr.AppendMap(nil, small); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && tr.Retained() < 60<<10 {
+			t.Fatal("the scratch was let go after one small line: alternating lines would allocate every time")
+		}
+	}
+	if held := tr.Retained(); held > KeepScratch {
+		t.Errorf("after %d small lines the scratch is still %d bytes, want at most %d", ShrinkAfter+1, held, KeepScratch)
+	}
+	// Wide lines in a row keep their scratch: no allocation per line.
+	for range 3 {
+		if _, err := tr.AppendMap(nil, wide); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := make([]byte, 0, 2*len(wide))
+	if allocs := testing.AllocsPerRun(10, func() { _, _ = tr.AppendMap(dst, wide) }); allocs > 0 {
+		t.Errorf("%v allocations per wide line in a row, want the scratch reused", allocs)
+	}
+	tr.Release()
+	if held := tr.Retained(); held != 0 {
+		t.Errorf("after Release the scratch is %d bytes", held)
+	}
+}

@@ -52,19 +52,31 @@ var renames = map[string]string{"file": AppFile, "kubernetes": AppKubernetes}
 const fixed = 2
 
 // Encoder appends forward-protocol entries for one file of one container. It is not safe for
-// concurrent use: with the json parser it keeps scratch space between lines.
+// concurrent use: with the json parser it uses the scratch space of a parse.Transcoder.
+//
+// What an Encoder holds of its own is its file's pre-encoded fields, a few hundred bytes. The
+// json parser's scratch grows with the widest line (up to about 12 bytes per byte of line), so
+// the Encoders of one input's files share one Transcoder (NewEncoderWith): memory follows the
+// number of inputs, not the number of files.
 type Encoder struct {
 	// meta is the "file" and "kubernetes" key/value pairs, encoded once.
 	meta []byte
 	json bool
-	tr   parse.Transcoder
+	tr   *parse.Transcoder // nil without the json parser
 }
 
 // NewEncoder pre-encodes everything that is the same for every record of this file once: the
 // "file" field and the "kubernetes" map. parser is config.ParserJSON or config.ParserNone; any
 // other value (the config package rejects them) is taken as ParserNone. Labels are written sorted
 // by key, and "labels" is there (empty) when the pod has none, so that aggregators can rely on it.
+// With the json parser the Encoder has a Transcoder of its own; NewEncoderWith shares one.
 func NewEncoder(p Pod, container, file, parser string) *Encoder {
+	return NewEncoderWith(p, container, file, parser, nil)
+}
+
+// NewEncoderWith is NewEncoder with the json parser's scratch space in tr, which Encoders used
+// by the same goroutine may share (nil: one of its own). tr's Rename is set.
+func NewEncoderWith(p Pod, container, file, parser string, tr *parse.Transcoder) *Encoder {
 	b := msgpack.AppendString(nil, "file")
 	b = msgpack.AppendString(b, file)
 	b = msgpack.AppendString(b, "kubernetes")
@@ -91,7 +103,13 @@ func NewEncoder(p Pod, container, file, parser string) *Encoder {
 		b = msgpack.AppendString(b, p.Labels[k])
 	}
 	e := &Encoder{meta: b, json: parser == config.ParserJSON}
-	e.tr.Rename = renames
+	if e.json {
+		if tr == nil {
+			tr = new(parse.Transcoder)
+		}
+		tr.Rename = renames
+		e.tr = tr
+	}
 	return e
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sidelog/sidelog/sidecar/config"
 	"github.com/sidelog/sidelog/sidecar/msgpack"
+	"github.com/sidelog/sidelog/sidecar/parse"
 )
 
 var pod = Pod{
@@ -228,5 +229,34 @@ func BenchmarkAppend(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
+	}
+}
+
+// TestSharedScratch: the encoders of two files share one Transcoder, each record keeps its own
+// file, and the scratch a wide line grew is let go after small lines.
+func TestSharedScratch(t *testing.T) {
+	var tr parse.Transcoder
+	a := NewEncoderWith(pod, "app", "/var/log/a.json", config.ParserJSON, &tr)
+	b := NewEncoderWith(pod, "app", "/var/log/b.json", config.ParserJSON, &tr)
+	wide := []byte(`{"n":[` + strings.Repeat("1,", 30<<10) + `1]}`)
+	if _, parsed := a.Append(nil, time.Unix(1, 0), wide); !parsed {
+		t.Fatal("the wide line was not parsed")
+	}
+	if tr.Retained() < 60<<10*10 {
+		t.Fatalf("the shared scratch is %d bytes after a 60 KiB line of numbers; the wide line did not use it", tr.Retained())
+	}
+	for i := range parse.ShrinkAfter + 1 {
+		e := []*Encoder{a, b}[i%2]
+		out, parsed := e.Append(nil, time.Unix(1, 0), []byte(`{"msg":"small","i":1}`))
+		if !parsed {
+			t.Fatal("a small line was not parsed")
+		}
+		_, rec, _ := entry(t, out)
+		if want := []string{"/var/log/a.json", "/var/log/b.json"}[i%2]; rec["file"] != want {
+			t.Fatalf("record of %s has file %v", want, rec["file"])
+		}
+	}
+	if held := tr.Retained(); held > parse.KeepScratch {
+		t.Errorf("after small lines the shared scratch is %d bytes, want at most %d", held, parse.KeepScratch)
 	}
 }
