@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/sidelog/sidelog/injector"
+	"github.com/sidelog/sidelog/webhook"
+)
+
+// TestChartWebhookBehaviour installs the chart with failurePolicy Ignore and webhook.url
+// pointing at this machine, puts a policy the webhook cannot parse into its ConfigMap (as a
+// kubectl edit that bypasses the chart's schema would), and starts `sidelog webhook` as the
+// Deployment runs it (see startChartWebhook). The replica must stay up but not ready, and the
+// API server's requests must be answered as the configuration says: an internal error admits
+// the pod unchanged, with a warning. Once the policy is fixed it becomes ready and injects.
+func TestChartWebhookBehaviour(t *testing.T) {
+	h := newHelm(t)
+	env, _ := chartControlPlane(t)
+	h.kubeconfig = adminKubeconfig(t, env)
+	admin := clientsetFor(t, h.kubeconfig)
+	ctx := context.Background()
+
+	addr := freeAddr(t)
+	_, port := splitHostPort(t, addr)
+	const goodPolicy = "upstream: [fluentd.logging:24224]\nmissingVolume: emptyDir\n"
+	h.must(t, "install", chartRelease, chartDir, "-n", ownNS, "--create-namespace",
+		"--set", "webhook.url=https://"+addr+webhook.Path,
+		"--set", "failurePolicy=Ignore",
+		"--set", "policy.upstream[0]=fluentd.logging:24224")
+
+	cm, err := admin.CoreV1().ConfigMaps(ownNS).Get(ctx, "sidelog-policy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["policy.yaml"] = "upstream: [fluentd.logging:24224]\nsidecarMode: sometimes\n"
+	if _, err := admin.CoreV1().ConfigMaps(ownNS).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dep, err := admin.AppsV1().Deployments(ownNS).Get(ctx, "sidelog-webhook", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := dep.Spec.Template.Spec.ServiceAccountName
+	saKubeconfig := userKubeconfig(t, env, envtest.User{
+		Name:   "system:serviceaccount:" + ownNS + ":" + sa,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ownNS},
+	})
+	wh := launchChartWebhook(t, admin, dep, port, saKubeconfig)
+	createNamespace(t, admin, "shop", true, nil)
+
+	warn := &warnings{}
+	cs := warnedClient(t, h.kubeconfig, warn)
+	pod := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{injector.AnnotationTail: "/var/log/app/*.log"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
+		}
+	}
+
+	t.Run("a replica started with a bad policy is not ready and says why", func(t *testing.T) {
+		eventually(t, 60*time.Second, "the policy check failing on /readyz", func() error {
+			select {
+			case err := <-wh.done:
+				t.Fatalf("the webhook exited with a bad policy: %v\n%s", err, wh.output)
+			default:
+			}
+			status, body := get(wh.readyURL)
+			if status != http.StatusInternalServerError || !strings.Contains(body, "[-]policy failed") {
+				return fmt.Errorf("/readyz: %d %s", status, body)
+			}
+			return nil
+		})
+		if out := wh.output.String(); !strings.Contains(out, "no valid cluster policy") || !strings.Contains(out, "sidecarMode") {
+			t.Errorf("the webhook's log does not say why it is not ready:\n%s", out)
+		}
+	})
+
+	t.Run("failurePolicy Ignore: an internal error admits the pod unchanged, with a warning", func(t *testing.T) {
+		// Until the webhook serves, the API server itself ignores it, without a warning.
+		var got *corev1.Pod
+		eventually(t, 60*time.Second, "the webhook's warning", func() error {
+			warn.take()
+			var err error
+			got, err = cs.CoreV1().Pods("shop").Create(ctx, pod("ignored"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				return err
+			}
+			if w := strings.Join(warn.take(), "\n"); !strings.Contains(w, "no valid cluster policy") || !strings.Contains(w, "Ignore") {
+				return fmt.Errorf("warnings %q", w)
+			}
+			return nil
+		})
+		if len(got.Spec.InitContainers)+len(got.Spec.Containers) != 1 || got.Annotations[injector.AnnotationStatus] != "" {
+			t.Errorf("the pod was changed: %d init containers, %d containers, status %q",
+				len(got.Spec.InitContainers), len(got.Spec.Containers), got.Annotations[injector.AnnotationStatus])
+		}
+	})
+
+	t.Run("with the policy fixed the replica becomes ready and injects", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(wh.volumeDirs["policy"], "policy.yaml"), []byte(goodPolicy), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "/readyz ok", func() error {
+			if status, body := get(wh.readyURL); status != http.StatusOK {
+				return fmt.Errorf("/readyz: %d %s", status, body)
+			}
+			return nil
+		})
+		got, err := cs.CoreV1().Pods("shop").Create(ctx, pod("injected"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Annotations[injector.AnnotationStatus] == "" {
+			t.Errorf("not injected: annotations %v", got.Annotations)
+		}
+	})
+}
+
+// warnedClient is a clientset whose API server warnings go to w.
+func warnedClient(tb testing.TB, kubeconfig string, w *warnings) kubernetes.Interface {
+	tb.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.WarningHandler = w
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// get returns the status and body of a GET, or 0 and the error.
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
