@@ -43,7 +43,8 @@ const KubeSystem = "kube-system"
 
 // Outcomes, the values of the outcome label of the admission metrics.
 const (
-	OutcomeInjected = "injected" // the agent was added
+	OutcomeInjected = "injected" // the agent was added, or injected anew from changed inputs
+	OutcomeRemoved  = "removed"  // an injected pod (from a template) opted out: the agent was removed
 	OutcomeSkipped  = "skipped"  // nothing to do: not opted in, not asked for, already injected
 	OutcomeRefused  = "refused"  // the pod's or the namespace's annotations are wrong: denied
 	OutcomeError    = "error"    // the webhook could not decide (namespace lookup, bad request)
@@ -130,15 +131,20 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	} else if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("injecting the agent: %w", err)), OutcomeError
 	}
-	if !out.Injected || out.Reason != "" {
-		// Not asked for, opted out, or injected before (a reinvocation): nothing to add.
+	if !out.Changed {
+		// Not asked for, opted out, or injected before from the same inputs (a reinvocation,
+		// or a template that went through sidelog inject): nothing to change.
 		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped
 	}
 	raw, err := json.Marshal(mutated)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the mutated pod: %w", err)), OutcomeError
 	}
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(out.Warnings...), OutcomeInjected
+	outcome := OutcomeInjected
+	if !out.Injected {
+		outcome = OutcomeRemoved
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(out.Warnings...), outcome
 }
 
 // errNoPolicy answers while the webhook has no valid cluster policy: its readiness check says

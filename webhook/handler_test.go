@@ -325,3 +325,59 @@ func TestHandleFailurePolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestHandleInjectedTemplate: a pod created from a template that already carries the agent
+// (sidelog inject in a GitOps pipeline) is left alone when its inputs are those the agent was
+// made from, injected anew when they changed, and stripped of the agent when it opts out.
+func TestHandleInjectedTemplate(t *testing.T) {
+	c := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil)).Build()
+	h := NewHandler(c, StaticPolicy(injector.DefaultPolicy()), ownNS)
+	template, _, err := injector.Inject(appPod(map[string]string{
+		injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224",
+	}), nil, injector.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := template.DeepCopy()
+	changed.Annotations[injector.AnnotationUpstream] = "fluentd-new:24224"
+	optOut := template.DeepCopy()
+	optOut.Annotations[injector.AnnotationInject] = "false"
+
+	for _, tt := range []struct {
+		name         string
+		pod          *corev1.Pod
+		outcome      string
+		wantUpstream string // "" for no agent
+	}{
+		{"same inputs", template, OutcomeSkipped, "fluentd:24224"},
+		{"changed upstream", changed, OutcomeInjected, "fluentd-new:24224"},
+		{"opted out", optOut, OutcomeRemoved, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := counterValue(t, admissions.WithLabelValues(tt.outcome))
+			req := podRequest(t, "shop", admissionv1.Create, tt.pod)
+			resp := h.Handle(context.Background(), req)
+			if !resp.Allowed {
+				t.Fatalf("refused: %+v", resp.Result)
+			}
+			if got := counterValue(t, admissions.WithLabelValues(tt.outcome)); got != before+1 {
+				t.Errorf("admissions{outcome=%s} = %v, want %v", tt.outcome, got, before+1)
+			}
+			if tt.outcome == OutcomeSkipped && len(resp.Patches) != 0 {
+				t.Errorf("patched a pod injected from the same inputs: %v", resp.Patches)
+			}
+			pod := applied(t, req, resp)
+			cfg := agentConfig(t, pod)
+			switch {
+			case tt.wantUpstream == "" && cfg != nil:
+				t.Errorf("the agent is still there: %+v", cfg)
+			case tt.wantUpstream == "" && (pod.Annotations[injector.AnnotationStatus] != "" || pod.Labels[injector.LabelInjected] != "" || len(pod.Spec.Volumes) != 1):
+				t.Errorf("left behind: status %q, labels %v, volumes %v", pod.Annotations[injector.AnnotationStatus], pod.Labels, pod.Spec.Volumes)
+			case tt.wantUpstream != "" && (cfg == nil || cfg.Upstream.Servers[0] != tt.wantUpstream):
+				t.Errorf("agent config %+v, want upstream %s", cfg, tt.wantUpstream)
+			case tt.wantUpstream != "" && pod.Labels[injector.LabelInjected] != "true":
+				t.Errorf("labels %v, want %s=true", pod.Labels, injector.LabelInjected)
+			}
+		})
+	}
+}

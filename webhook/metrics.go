@@ -11,7 +11,7 @@ import (
 var (
 	admissions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sidelog_webhook_admissions_total",
-		Help: "Pod admission requests answered, by outcome: injected, skipped, refused (denied: the annotations are wrong) or error.",
+		Help: "Pod admission requests answered, by outcome: injected, removed (an injected pod opted out), skipped, refused (denied: the annotations are wrong) or error.",
 	}, []string{"outcome"})
 
 	admissionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -30,7 +30,7 @@ var (
 func init() {
 	ctrlmetrics.Registry.MustRegister(admissions, admissionSeconds, policyReloads)
 	// Every series exists from the start, so that rate() and alerts see a zero, not nothing.
-	for _, o := range []string{OutcomeInjected, OutcomeSkipped, OutcomeRefused, OutcomeError} {
+	for _, o := range []string{OutcomeInjected, OutcomeRemoved, OutcomeSkipped, OutcomeRefused, OutcomeError} {
 		admissions.WithLabelValues(o)
 	}
 	for _, r := range []string{"applied", "rejected"} {
