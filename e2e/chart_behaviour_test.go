@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -124,8 +126,129 @@ func TestChartWebhookBehaviour(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Annotations[injector.AnnotationStatus] == "" {
-			t.Errorf("not injected: annotations %v", got.Annotations)
+		if got.Annotations[injector.AnnotationStatus] == "" || got.Labels[injector.LabelInjected] != "true" {
+			t.Errorf("not injected: annotations %v, labels %v", got.Annotations, got.Labels)
+		}
+	})
+
+	policy, err := injector.ParsePolicy([]byte(goodPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployment := func(name string, annotations map[string]string) *appsv1.Deployment {
+		labels := map[string]string{"app": name}
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+					Spec: corev1.PodSpec{
+						Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1",
+							VolumeMounts: []corev1.VolumeMount{{Name: "logs", MountPath: "/var/log/app"}}}},
+						Volumes: []corev1.Volume{{Name: "logs", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+					},
+				},
+			},
+		}
+	}
+
+	t.Run("a Deployment with a bad sidelog annotation is refused at create, as its pods would be", func(t *testing.T) {
+		bad := deployment("typo", map[string]string{injector.Prefix + "tial.app": "/var/log/app/*.log"})
+		_, err := cs.AppsV1().Deployments("shop").Create(ctx, bad, metav1.CreateOptions{})
+		podErr := func() error {
+			p := pod("typo")
+			p.Annotations = bad.Spec.Template.Annotations
+			_, err := cs.CoreV1().Pods("shop").Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}()
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), webhook.WorkloadWebhookName) || !strings.Contains(err.Error(), "did you mean "+injector.AnnotationTail) {
+			t.Fatalf("creating the Deployment: %v\nwant a refusal by %s naming the annotation", err, webhook.WorkloadWebhookName)
+		}
+		_, podMsg, _ := strings.Cut(podErr.Error(), "denied the request: ")
+		if _, msg, _ := strings.Cut(err.Error(), "denied the request: "); podMsg == "" || msg != podMsg {
+			t.Errorf("the Deployment's refusal %q differs from its pod's %q", msg, podMsg)
+		}
+	})
+
+	t.Run("a good Deployment is admitted with warnings where the injector decided something", func(t *testing.T) {
+		warn.take()
+		d := deployment("decided", map[string]string{injector.AnnotationTail + ".app": "/srv/logs/*.log"})
+		created, err := cs.AppsV1().Deployments("shop").Create(ctx, d, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := strings.Join(warn.take(), "\n"); !strings.Contains(w, "/srv/logs/*.log was on no volume") {
+			t.Errorf("warnings %q, want the emptyDir the injector adds explained", w)
+		}
+		if len(created.Spec.Template.Spec.InitContainers) != 0 || created.Spec.Template.Annotations[injector.AnnotationStatus] != "" {
+			t.Errorf("the workload check changed the Deployment's template")
+		}
+		plain := deployment("plain", map[string]string{"example.com/team": "shop"})
+		if _, err := cs.AppsV1().Deployments("shop").Create(ctx, plain, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if w := warn.take(); len(w) != 0 {
+			t.Errorf("a Deployment without sidelog annotations got warnings %q", w)
+		}
+	})
+
+	t.Run("a Deployment whose annotations change gets pods with the new agent", func(t *testing.T) {
+		// The template as `sidelog inject` in a GitOps pipeline writes it, with the same policy.
+		d := deployment("gitops", map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log"})
+		tmpl := &corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
+		tmpl.Namespace = "shop"
+		injected, _, err := injector.Inject(tmpl, nil, policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		injected.Namespace = ""
+		d.Spec.Template = corev1.PodTemplateSpec{ObjectMeta: injected.ObjectMeta, Spec: injected.Spec}
+		if d, err = cs.AppsV1().Deployments("shop").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		podUpstream := func(d *appsv1.Deployment) (string, *corev1.Pod) {
+			t.Helper()
+			rs, err := cs.AppsV1().ReplicaSets("shop").Create(ctx, replicaSetOf(d), metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := cs.CoreV1().Pods("shop").Create(ctx, podOf(rs), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := agentOf(p)
+			if err != nil {
+				return "", p
+			}
+			return c.Upstream.Servers[0], p
+		}
+		if got, _ := podUpstream(d); got != "fluentd.logging:24224" {
+			t.Fatalf("pod of the injected template: upstream %q, want the policy's", got)
+		}
+
+		warn.take()
+		d.Spec.Template.Annotations[injector.AnnotationUpstream] = "fluentd-new.logging:24224"
+		if d, err = cs.AppsV1().Deployments("shop").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if w := strings.Join(warn.take(), "\n"); !strings.Contains(w, "injected anew") {
+			t.Errorf("updating the annotation: warnings %q, want one saying the pods get a new agent", w)
+		}
+		got, p := podUpstream(d)
+		if got != "fluentd-new.logging:24224" {
+			t.Errorf("pod after the change: upstream %q, want fluentd-new.logging:24224", got)
+		}
+		if n := len(p.Spec.InitContainers); n != 1 {
+			t.Errorf("pod after the change has %d init containers, want the one new agent", n)
+		}
+
+		d.Spec.Template.Annotations[injector.AnnotationInject] = "false"
+		if d, err = cs.AppsV1().Deployments("shop").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, p := podUpstream(d); got != "" || len(p.Spec.Volumes) != 1 || p.Labels[injector.LabelInjected] != "" {
+			t.Errorf("pod after inject: \"false\": agent upstream %q, volumes %d, labels %v; want no agent and only the app's volume", got, len(p.Spec.Volumes), p.Labels)
 		}
 	})
 }

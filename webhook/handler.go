@@ -94,7 +94,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.V(1).Info("pod admitted", "warnings", len(resp.Warnings))
 	}
 	if outcome == OutcomeError && h.FailurePolicy == admissionregistrationv1.Ignore {
-		return h.ignore(resp)
+		return admitDespite(resp, "the log agent was not added", "the webhook's failurePolicy is Ignore, so the pod is admitted without it")
 	}
 	return resp
 }
@@ -151,13 +151,12 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 // why, and its log.
 var errNoPolicy = errors.New("the webhook has no valid cluster policy (its --policy file does not parse; see its log)")
 
-// ignore turns an error answer into what failurePolicy Ignore promises: the pod admitted
-// unchanged, with a warning that kubectl prints.
-func (h *Handler) ignore(errored admission.Response) admission.Response {
+// admitDespite turns an error answer into what failurePolicy Ignore promises: the object
+// admitted unchanged, with a warning that kubectl prints: "sidelog: <what>: <error>; <why>".
+func admitDespite(errored admission.Response, what, why string) admission.Response {
 	msg := "internal error"
 	if errored.Result != nil && errored.Result.Message != "" {
 		msg = errored.Result.Message
 	}
-	return admission.Allowed("").WithWarnings(
-		"sidelog: the log agent was not added: " + msg + "; the webhook's failurePolicy is Ignore, so the pod is admitted without it")
+	return admission.Allowed("").WithWarnings("sidelog: " + what + ": " + msg + "; " + why)
 }

@@ -156,6 +156,7 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 		}},
 	})
 	srv.Register(Path, &admission.Webhook{Handler: handler})
+	srv.Register(WorkloadPath, &admission.Webhook{Handler: NewWorkloadHandler(NamespaceReader(mgr.GetCache(), mgr.GetAPIReader()), policy, o.Namespace)})
 
 	if o.Certs == nil {
 		if err := mgr.Add(srv); err != nil {

@@ -52,6 +52,21 @@ the serving certificate must carry.
 {{- (urlParse .Values.webhook.url).hostname -}}
 {{- end -}}
 
+{{/* The clientConfig of a webhook at a path: (list $ path). No caBundle: cert-manager's cainjector or the self-managed webhook writes it. */}}
+{{- define "sidelog.clientConfig" -}}
+{{- $ := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- if $.Values.webhook.url -}}
+url: {{ printf "%s%s" (trimSuffix (include "sidelog.path" $) $.Values.webhook.url) $path | quote }}
+{{- else -}}
+service:
+  namespace: {{ $.Release.Namespace }}
+  name: {{ include "sidelog.webhookName" $ }}
+  path: {{ $path }}
+  port: 443
+{{- end -}}
+{{- end -}}
+
 {{/* Where the webhook serves admission requests: webhook.Path in the Go code. */}}
 {{- define "sidelog.path" -}}/mutate-v1-pod{{- end -}}
 
