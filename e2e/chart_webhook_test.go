@@ -195,7 +195,7 @@ func TestChartWebhook(t *testing.T) {
 		kube := func(container string) map[string]any {
 			return map[string]any{
 				"namespace_name": "shop", "pod_name": pod.Name, "pod_id": string(pod.UID), "container_name": container, "host": "",
-				"labels": map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]},
+				"labels": map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey], injector.LabelInjected: "true"},
 			}
 		}
 		var logs []string
@@ -300,6 +300,11 @@ func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Dep
 // launchChartWebhook starts the webhook as startChartWebhook does, without waiting for it to
 // be ready.
 func launchChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Deployment, port int, kubeconfig string) *chartWebhook {
+	return launchChartWebhookWith(t, admin, dep, port, kubeconfig, false)
+}
+
+// launchChartWebhookWith is launchChartWebhook, keeping --metrics-secure if secureMetrics.
+func launchChartWebhookWith(t *testing.T, admin kubernetes.Interface, dep *appsv1.Deployment, port int, kubeconfig string, secureMetrics bool) *chartWebhook {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: dep.Name + "-local", Namespace: dep.Namespace, Labels: dep.Spec.Template.Labels},
@@ -332,7 +337,8 @@ func launchChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.De
 		t.Fatal(err)
 	}
 	healthAddr, metricsAddr := freeAddr(t), freeAddr(t)
-	args := cmd.Args[1:]
+	// The tests read the metrics over plain HTTP; TestChartMetrics checks the secure serving.
+	args := slices.DeleteFunc(cmd.Args[1:], func(a string) bool { return strings.HasPrefix(a, "--metrics-secure") && !secureMetrics })
 	for i, a := range args {
 		flag, _, _ := strings.Cut(a, "=")
 		switch flag {

@@ -16,6 +16,10 @@ import (
 // when the agent is removed.
 const LabelInjected = "sidelog.io/injected"
 
+// MetricsPortName is the name of the agent container's /metrics port, which the chart's
+// PodMonitor scrapes.
+const MetricsPortName = metricsPortName
+
 // Outcome says what Inject did.
 type Outcome struct {
 	// Injected says the agent is in the returned pod: added now, or found there.

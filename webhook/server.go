@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -42,6 +43,11 @@ type Options struct {
 	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics. "0" disables either.
 	HealthAddr  string
 	MetricsAddr string
+	// MetricsSecure serves /metrics over HTTPS (a self-signed certificate) to callers whose
+	// bearer token the API server authenticates (TokenReview) and authorises for GET /metrics
+	// (SubjectAccessReview), as kubebuilder's projects do; false serves plain HTTP, which
+	// should then listen on localhost only.
+	MetricsSecure bool
 	// PolicyFile is the cluster policy, reloaded when it changes; empty for the built-in
 	// policy.
 	PolicyFile string
@@ -127,7 +133,7 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 		Scheme:                 scheme,
 		Logger:                 log,
 		HealthProbeBindAddress: o.HealthAddr,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                metricsOptions(o),
 		Cache: cache.Options{
 			// The webhook reads nothing but namespaces' labels and annotations.
 			ByObject: map[client.Object]cache.ByObject{namespaceMetadata(): {}},
@@ -223,6 +229,19 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 		return nil, err
 	}
 	return mgr, nil
+}
+
+func metricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+		m.TLSOpts = []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			c.NextProtos = []string{"http/1.1"}
+		}}
+	}
+	return m
 }
 
 // Run serves the webhook until ctx is done, then drains: /readyz fails at once, the server

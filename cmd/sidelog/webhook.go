@@ -36,6 +36,7 @@ func runWebhook(args []string) error {
 	fs.StringVar(&o.CertDir, "cert-dir", "/var/run/sidelog/certs", "directory of tls.crt and tls.key, reloaded when they change")
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", `address of /healthz and /readyz ("0" disables)`)
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", `address of the Prometheus /metrics ("0" disables)`)
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", false, "serve /metrics over HTTPS to callers the API server authenticates and authorises for GET /metrics (TokenReview, SubjectAccessReview); without it, listen on localhost only")
 	fs.StringVar(&o.PolicyFile, "policy", "", "cluster policy, a YAML file, reloaded when it changes (default: the built-in policy)")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the webhook's own namespace, whose pods are never changed (default $POD_NAMESPACE)")
 	failurePolicy := fs.String("failure-policy", "Fail", `the failurePolicy of the webhook configuration: "Fail" refuses a pod the webhook cannot decide on (an internal error), "Ignore" admits it unchanged with a warning`)

@@ -76,8 +76,12 @@ service:
 
 {{/* What the schema cannot say: checks across values, each failing with the value's name. */}}
 {{- define "sidelog.validate" -}}
-{{- if has (int .Values.webhook.port) (list 8080 8081) -}}
-{{- fail (printf "webhook.port: %d is taken by the webhook's metrics (8080) or health (8081) endpoint; choose another port" (int .Values.webhook.port)) -}}
+{{- $metricsPort := ternary (int .Values.metrics.port) 8080 .Values.metrics.secure -}}
+{{- if has (int .Values.webhook.port) (list $metricsPort 8081) -}}
+{{- fail (printf "webhook.port: %d is taken by the webhook's metrics (%d) or health (8081) endpoint; choose another port" (int .Values.webhook.port) $metricsPort) -}}
+{{- end -}}
+{{- if eq (int .Values.metrics.port) 8081 -}}
+{{- fail "metrics.port: 8081 is taken by the webhook's health endpoint; choose another port" -}}
 {{- end -}}
 {{- with .Values.webhook.url -}}
 {{- $u := urlParse . -}}
