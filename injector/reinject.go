@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -42,7 +43,26 @@ func inputDigest(pod, namespace map[string]string, p *Policy) string {
 // policies with the same revision inject the same agent. Of KubernetesVersion (which the
 // webhook fills from discovery, and `sidelog inject` may not know) only whether it runs native
 // sidecars counts. An invalid policy has the revision "invalid".
+//
+// The revision of the policy last asked for is kept (it costs a third of an injection), so a
+// policy must not be modified once it has been used, as the webhook's never are.
 func PolicyRevision(p *Policy) string {
+	if last := lastRevision.Load(); last != nil && last.policy == p {
+		return last.revision
+	}
+	rev := policyRevision(p)
+	lastRevision.Store(&revisionOf{policy: p, revision: rev})
+	return rev
+}
+
+type revisionOf struct {
+	policy   *Policy
+	revision string
+}
+
+var lastRevision atomic.Pointer[revisionOf]
+
+func policyRevision(p *Policy) string {
 	c, err := p.complete()
 	if err != nil {
 		return "invalid"
