@@ -94,7 +94,8 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 		return optOut(out, "namespace annotation "+AnnotationInject+"=false")
 	}
 
-	digest := inputDigest(out.Annotations, namespace, policy) // the caller's policy: its revision is kept
+	// The caller's policy, not its completed copy: its revision is kept.
+	digest := inputDigest(out.Annotations, namespace, policy)
 	var again []string // why an agent that was there is replaced
 	if rawStatus, hasStatus := out.Annotations[AnnotationStatus]; hasStatus {
 		st, stErr := parseStatus(rawStatus)
