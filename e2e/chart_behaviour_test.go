@@ -12,6 +12,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -168,6 +169,21 @@ func TestChartWebhookBehaviour(t *testing.T) {
 		_, podMsg, _ := strings.Cut(podErr.Error(), "denied the request: ")
 		if _, msg, _ := strings.Cut(err.Error(), "denied the request: "); podMsg == "" || msg != podMsg {
 			t.Errorf("the Deployment's refusal %q differs from its pod's %q", msg, podMsg)
+		}
+	})
+
+	t.Run("a CronJob whose pods would be refused is refused at create", func(t *testing.T) {
+		d := deployment("nightly", map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log", injector.AnnotationSidecarMode: "legacy"})
+		d.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+		cron := &batchv1.CronJob{
+			ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "shop"},
+			Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *", JobTemplate: batchv1.JobTemplateSpec{
+				Spec: batchv1.JobSpec{Template: d.Spec.Template},
+			}},
+		}
+		_, err := cs.BatchV1().CronJobs("shop").Create(ctx, cron, metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), webhook.WorkloadWebhookName) || !strings.Contains(err.Error(), injector.AnnotationSidecarMode) {
+			t.Fatalf("creating the CronJob: %v\nwant a refusal by %s naming %s", err, webhook.WorkloadWebhookName, injector.AnnotationSidecarMode)
 		}
 	})
 
