@@ -1,7 +1,14 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"testing"
+	"time"
 
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -54,6 +61,67 @@ func TestChartRollout(t *testing.T) {
 	for _, c := range objectsOf[*certmanagerv1.Certificate](h.template(t, chartCertManager...)) {
 		if c.Spec.IsCA && (c.Spec.PrivateKey == nil || c.Spec.PrivateKey.RotationPolicy != certmanagerv1.RotationPolicyNever) {
 			t.Errorf("CA Certificate %s: privateKey %+v, want rotationPolicy Never", c.Name, c.Spec.PrivateKey)
+		}
+	}
+}
+
+// TestRenewedCAWithTheSameKeyVerifiesBoth is why the chart's CA Certificate has
+// rotationPolicy Never: a CA that cert-manager renews with the same key and subject verifies
+// the serving certificates signed before the renewal, and the old CA those signed after, so the
+// API server never fails a call while the caBundle and the pods' certificates catch up.
+func TestRenewedCAWithTheSameKeyVerifiesBoth(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ca := func(serial int64, from time.Time) *x509.Certificate {
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "sidelog-ca"},
+			NotBefore: from, NotAfter: from.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	leaf := func(serial int64, issuer *x509.Certificate) *x509.Certificate {
+		lk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), DNSNames: []string{"sidelog-webhook.sidelog-system.svc"},
+			NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &lk.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	before, after := ca(1, now.Add(-time.Hour)), ca(2, now.Add(-time.Minute))
+	for _, tt := range []struct {
+		name         string
+		leaf, bundle *x509.Certificate
+	}{
+		{"old serving certificate, renewed CA in the caBundle", leaf(10, before), after},
+		{"new serving certificate, old CA still in the caBundle", leaf(11, after), before},
+	} {
+		pool := x509.NewCertPool()
+		pool.AddCert(tt.bundle)
+		if _, err := tt.leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "sidelog-webhook.sidelog-system.svc"}); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
 		}
 	}
 }
