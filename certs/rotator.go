@@ -18,10 +18,12 @@ package certs
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -322,22 +325,19 @@ func (r *Rotator) publish(ctx context.Context, cfg *admissionregistrationv1.Muta
 	}
 	bundle := st.bundlePEM()
 	rev := strconv.FormatInt(st.revision, 10)
-	orig := cfg.DeepCopy()
 	changed := cfg.Annotations[RevisionAnnotation] != rev
 	for i := range cfg.Webhooks {
 		if string(cfg.Webhooks[i].ClientConfig.CABundle) != string(bundle) {
-			cfg.Webhooks[i].ClientConfig.CABundle = bundle
 			changed = true
 		}
 	}
 	if !changed {
 		return nil
 	}
-	if cfg.Annotations == nil {
-		cfg.Annotations = map[string]string{}
+	patch, err := caBundlePatch(cfg, bundle, rev)
+	if err != nil {
+		return fmt.Errorf("patching caBundle of mutatingwebhookconfiguration %s: %w", cfg.Name, err)
 	}
-	cfg.Annotations[RevisionAnnotation] = rev
-	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
 	if err := r.c.Patch(ctx, cfg, patch); err != nil {
 		if apierrors.IsConflict(err) {
 			return fmt.Errorf("patching caBundle of mutatingwebhookconfiguration %s: %w", cfg.Name, errStale)
@@ -347,6 +347,41 @@ func (r *Rotator) publish(ctx context.Context, cfg *admissionregistrationv1.Muta
 	r.o.Log.Info("published caBundle", "mutatingwebhookconfiguration", cfg.Name, "revision", st.revision, "cas", len(st.trusted()))
 	r.notePublished(cfg)
 	return nil
+}
+
+// caBundlePatch is a JSON patch (RFC 6902) that sets the caBundle of every webhook of cfg and
+// the revision annotation, and nothing else: a helm upgrade or another tool changing the rest of
+// the configuration between our read and our write is never undone. The resourceVersion we read
+// makes the API server refuse the patch (Conflict) when anything changed since, as an Update
+// would; the test of each webhook's name keeps an index from pointing at another webhook.
+func caBundlePatch(cfg *admissionregistrationv1.MutatingWebhookConfiguration, bundle []byte, revision string) (client.Patch, error) {
+	type op struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	ops := []op{{"replace", "/metadata/resourceVersion", cfg.ResourceVersion}}
+	if cfg.Annotations == nil {
+		ops = append(ops, op{"add", "/metadata/annotations", map[string]string{RevisionAnnotation: revision}})
+	} else {
+		ops = append(ops, op{"add", "/metadata/annotations/" + jsonPointerEscape(RevisionAnnotation), revision})
+	}
+	for i, wh := range cfg.Webhooks {
+		at := "/webhooks/" + strconv.Itoa(i)
+		ops = append(ops,
+			op{"test", at + "/name", wh.Name},
+			op{"add", at + "/clientConfig/caBundle", bundle}) // []byte: base64, as the API wants
+	}
+	data, err := json.Marshal(ops)
+	if err != nil {
+		return nil, err
+	}
+	return client.RawPatch(types.JSONPatchType, data), nil
+}
+
+// jsonPointerEscape escapes a key for a JSON pointer (RFC 6901).
+func jsonPointerEscape(key string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
 }
 
 // notePublished records when each CA was first seen in the caBundle of every webhook of cfg.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -448,5 +450,75 @@ func TestRotatorStaysReadyThroughErrors(t *testing.T) {
 	}
 	if err != nil {
 		t.Errorf("ReadyCheck after a later failure = %v, want ready", err)
+	}
+}
+
+// TestRotatorPatchesOnlyCABundle checks that publishing sends a JSON patch of the caBundles and
+// the revision annotation alone: a field another tool changed since is never put back.
+func TestRotatorPatchesOnlyCABundle(t *testing.T) {
+	var patches []string
+	tool := false // true while the test plays another tool
+	c := interceptor.NewClient(fake.NewClientBuilder().WithObjects(testConfiguration()).Build(), interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			data, err := patch.Data(obj)
+			if err != nil {
+				return err
+			}
+			if patch.Type() != types.JSONPatchType {
+				t.Errorf("patch type %s, want %s", patch.Type(), types.JSONPatchType)
+			}
+			patches = append(patches, string(data))
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if _, ok := obj.(*admissionregistrationv1.MutatingWebhookConfiguration); ok && !tool {
+				t.Error("the webhook configuration was updated as a whole")
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	})
+	r := newRotator(t, c, &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if _, err := r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(patches) != 1 {
+		t.Fatalf("got %d patches, want 1", len(patches))
+	}
+	var ops []struct{ Op, Path string }
+	if err := json.Unmarshal([]byte(patches[0]), &ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ops {
+		switch {
+		case o.Op == "replace" && o.Path == "/metadata/resourceVersion",
+			o.Op == "test" && strings.HasSuffix(o.Path, "/name"),
+			o.Op == "add" && (o.Path == "/metadata/annotations" || strings.HasSuffix(o.Path, "/clientConfig/caBundle")):
+		default:
+			t.Errorf("patch operation %s %s touches more than the caBundle: %s", o.Op, o.Path, patches[0])
+		}
+	}
+
+	// Another tool changes a webhook between the rotator's read and its patch: the patch is
+	// refused as a conflict, and the next reconciliation keeps the tool's change.
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: testConfig}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	timeout := int32(7)
+	cfg.Webhooks[1].TimeoutSeconds = &timeout
+	cfg.Webhooks[0].ClientConfig.CABundle = nil
+	tool = true
+	if err := c.Update(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	tool = false
+	if _, err := r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: testConfig}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Webhooks[1].TimeoutSeconds == nil || *cfg.Webhooks[1].TimeoutSeconds != 7 || len(cfg.Webhooks[0].ClientConfig.CABundle) == 0 {
+		t.Errorf("after the repair: timeoutSeconds %v, caBundle %d bytes; want 7 kept and the caBundle back", cfg.Webhooks[1].TimeoutSeconds, len(cfg.Webhooks[0].ClientConfig.CABundle))
 	}
 }

@@ -373,6 +373,7 @@ func TestReinvocation(t *testing.T) {
 	}()
 	t.Cleanup(func() { srv.Close() })
 	optIn := webhook.Configuration("zz-opt-in", ownNS, admissionregistrationv1.WebhookClientConfig{})
+	optIn.Webhooks = optIn.Webhooks[:1] // the pod webhook alone
 	w := &optIn.Webhooks[0]
 	w.Name = "opt-in.example.com"
 	url := "https://" + addr + "/opt-in"

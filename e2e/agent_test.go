@@ -408,7 +408,7 @@ func TestAgentShipsEverythingToTheOpenTelemetryReceiver(t *testing.T) {
 	kube := map[string]any{
 		"namespace_name": "shop", "pod_name": "checkout-5d8f7-abcde", "pod_id": "6f1c9c1e-8d0e-4c1e-9a53-7b0d3c1f2a44",
 		"container_name": "app", "host": "virtual-kubelet-eci",
-		"labels": map[string]any{"app": "checkout", "tier": "web"},
+		"labels": map[string]any{"app": "checkout", "tier": "web", injector.LabelInjected: "true"},
 	}
 	for i, r := range got {
 		if r.Tag != "kube.shop.checkout-5d8f7-abcde.app" {

@@ -224,7 +224,7 @@ func TestChartLint(t *testing.T) {
 func TestChartObjects(t *testing.T) {
 	h := newHelm(t)
 	common := []string{
-		"ClusterRole/sidelog-webhook", "ClusterRoleBinding/sidelog-webhook", "ConfigMap/sidelog-policy",
+		"ClusterRole/sidelog-webhook", "ClusterRole/sidelog-webhook-metrics-reader", "ClusterRoleBinding/sidelog-webhook", "ConfigMap/sidelog-policy",
 		"Deployment/sidelog-webhook", "MutatingWebhookConfiguration/sidelog", "PodDisruptionBudget/sidelog-webhook",
 		"Service/sidelog-webhook", "ServiceAccount/sidelog-webhook",
 	}
@@ -302,17 +302,26 @@ func TestChartObjects(t *testing.T) {
 			}
 
 			hook := objectOf[*admissionregistrationv1.MutatingWebhookConfiguration](t, objs)
-			role := objectOf[*rbacv1.ClusterRole](t, objs)
+			var role *rbacv1.ClusterRole
+			for _, r := range objectsOf[*rbacv1.ClusterRole](objs) {
+				if r.Name == "sidelog-webhook" {
+					role = r
+				}
+			}
 			certMount := mountOf(t, &c, &pod.Spec, func(v corev1.Volume) bool { return v.Name == "certs" })
 			if flags["cert-dir"] != certMount.MountPath {
 				t.Errorf("--cert-dir = %q, certificates mounted at %q", flags["cert-dir"], certMount.MountPath)
 			}
 			namespaces := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}}
+			reviews := []rbacv1.PolicyRule{ // secure metrics, the default
+				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+				{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+			}
 			if tt.certManager {
 				if flags["cert-mode"] != "external" {
 					t.Errorf("--cert-mode = %q, want external", flags["cert-mode"])
 				}
-				if diff := cmp.Diff([]rbacv1.PolicyRule{namespaces}, role.Rules); diff != "" {
+				if diff := cmp.Diff(append([]rbacv1.PolicyRule{namespaces}, reviews...), role.Rules); diff != "" {
 					t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
 				}
 				checkCertManager(t, objs, certMount)
@@ -332,10 +341,10 @@ func TestChartObjects(t *testing.T) {
 			if certMount.ReadOnly || pod.Spec.Volumes[slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "certs" })].EmptyDir == nil {
 				t.Errorf("self-managed certificates need a writable emptyDir at %s: %+v", certMount.MountPath, certMount)
 			}
-			wantRules := []rbacv1.PolicyRule{namespaces, {
+			wantRules := append(append([]rbacv1.PolicyRule{namespaces}, reviews...), rbacv1.PolicyRule{
 				APIGroups: []string{admissionregistrationv1.GroupName}, Resources: []string{"mutatingwebhookconfigurations"},
 				ResourceNames: []string{hook.Name}, Verbs: []string{"get", "patch"},
-			}}
+			})
 			if diff := cmp.Diff(wantRules, role.Rules); diff != "" {
 				t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
 			}
@@ -614,7 +623,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"replica=3", "additional properties 'replica' not allowed"},
 		{"webhook.url=http://127.0.0.1:9443/mutate-v1-pod", "at '/webhook/url': 'http://127.0.0.1:9443/mutate-v1-pod' does not match pattern"},
 		{"webhook.url=https://127.0.0.1:9443/mutate-v1-pod?x=1", "webhook.url: \"https://127.0.0.1:9443/mutate-v1-pod?x=1\": want https://HOST[:PORT]/PATH with no user, query or fragment"},
-		{"webhook.port=8081", "webhook.port: 8081 is taken by the webhook's metrics (8080) or health (8081) endpoint"},
+		{"webhook.port=8081", "webhook.port: 8081 is taken by the webhook's metrics (8443) or health (8081) endpoint"},
 		{"webhook.port=80", "at '/webhook/port': minimum: got 80, want 1,024"},
 		{"certManager.duration=90d", "at '/certManager/duration': '90d' does not match pattern"},
 		{"selfManaged.certLifetime=9000h", "selfManaged.caLifetime (8760h) must be longer than selfManaged.certLifetime (9000h)"},

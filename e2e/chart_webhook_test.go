@@ -195,7 +195,7 @@ func TestChartWebhook(t *testing.T) {
 		kube := func(container string) map[string]any {
 			return map[string]any{
 				"namespace_name": "shop", "pod_name": pod.Name, "pod_id": string(pod.UID), "container_name": container, "host": "",
-				"labels": map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]},
+				"labels": map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey], injector.LabelInjected: "true"},
 			}
 		}
 		var logs []string
@@ -264,6 +264,9 @@ func TestChartWebhook(t *testing.T) {
 type chartWebhook struct {
 	output     *syncBuffer
 	metricsURL string
+	readyURL   string
+	volumeDirs map[string]string // the local directories of its volumes, by volume name
+	done       chan error        // receives its exit
 }
 
 // startChartWebhook starts the Deployment's container as its pod would run it, in ownNS: the
@@ -272,6 +275,36 @@ type chartWebhook struct {
 // ConfigMap. Rewritten: mount paths to local directories (localpod does it), the listening ports
 // to free ones, and --kubeconfig added. It waits until /readyz answers 200.
 func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Deployment, port int, kubeconfig string) *chartWebhook {
+	t.Helper()
+	wh := launchChartWebhook(t, admin, dep, port, kubeconfig)
+	eventually(t, 90*time.Second, "the webhook ready", func() error {
+		select {
+		case err := <-wh.done:
+			t.Fatalf("webhook exited: %v\n%s", err, wh.output)
+		default:
+		}
+		resp, err := http.Get(wh.readyURL)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		return nil
+	})
+	return wh
+}
+
+// launchChartWebhook starts the webhook as startChartWebhook does, without waiting for it to
+// be ready.
+func launchChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Deployment, port int, kubeconfig string) *chartWebhook {
+	return launchChartWebhookWith(t, admin, dep, port, kubeconfig, false)
+}
+
+// launchChartWebhookWith is launchChartWebhook, keeping --metrics-secure if secureMetrics.
+func launchChartWebhookWith(t *testing.T, admin kubernetes.Interface, dep *appsv1.Deployment, port int, kubeconfig string, secureMetrics bool) *chartWebhook {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: dep.Name + "-local", Namespace: dep.Namespace, Labels: dep.Spec.Template.Labels},
@@ -304,7 +337,8 @@ func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Dep
 		t.Fatal(err)
 	}
 	healthAddr, metricsAddr := freeAddr(t), freeAddr(t)
-	args := cmd.Args[1:]
+	// The tests read the metrics over plain HTTP; TestChartMetrics checks the secure serving.
+	args := slices.DeleteFunc(cmd.Args[1:], func(a string) bool { return strings.HasPrefix(a, "--metrics-secure") && !secureMetrics })
 	for i, a := range args {
 		flag, _, _ := strings.Cut(a, "=")
 		switch flag {
@@ -317,17 +351,20 @@ func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Dep
 		}
 	}
 	cmd.Args = append(append(cmd.Args[:1], args...), "--kubeconfig="+kubeconfig)
-	wh := &chartWebhook{output: new(syncBuffer), metricsURL: "http://" + metricsAddr + "/metrics"}
+	wh := &chartWebhook{
+		output: new(syncBuffer), metricsURL: "http://" + metricsAddr + "/metrics", readyURL: "http://" + healthAddr + "/readyz",
+		volumeDirs: volumeDirs, done: make(chan error, 1),
+	}
 	cmd.Stdout, cmd.Stderr = wh.output, wh.output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	exited := make(chan error, 1)
+	go func() { err := cmd.Wait(); exited <- err; wh.done <- err }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-done:
+		case err := <-exited:
 			if err != nil {
 				t.Errorf("webhook exit after SIGTERM: %v\n%s", err, wh.output)
 			}
@@ -338,24 +375,6 @@ func startChartWebhook(t *testing.T, admin kubernetes.Interface, dep *appsv1.Dep
 		if t.Failed() {
 			t.Logf("sidelog %s\n%s", strings.Join(args, " "), wh.output)
 		}
-	})
-
-	eventually(t, 90*time.Second, "the webhook ready", func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("webhook exited: %v\n%s", err, wh.output)
-		default:
-		}
-		resp, err := http.Get("http://" + healthAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", resp.Status, body)
-		}
-		return nil
 	})
 	return wh
 }

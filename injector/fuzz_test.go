@@ -99,7 +99,8 @@ func FuzzAnnotations(f *testing.F) {
 	f.Fuzz(func(t *testing.T, key, value string) {
 		pod := basePod(tailApp(key, value))
 		before := pod.DeepCopy()
-		out, o, err := Inject(pod, map[string]string{AnnotationParser: "json"}, nil)
+		ns := map[string]string{AnnotationParser: "json"}
+		out, o, err := Inject(pod, ns, nil)
 		if !cmp.Equal(before, pod) {
 			t.Fatal("Inject modified its input")
 		}
@@ -120,12 +121,23 @@ func FuzzAnnotations(f *testing.F) {
 			t.Fatal("injected, but no agent")
 		}
 		agentConfigOf(t, a)
-		again, _, err := Inject(out, nil, nil)
+		again, _, err := Inject(out, ns, nil)
 		if err != nil {
 			t.Fatalf("second Inject: %v", err)
 		}
 		if diff := cmp.Diff(out, again); diff != "" {
 			t.Fatalf("second Inject changed the pod:\n%s", diff)
+		}
+		// Without the namespace's defaults the agent is made anew, as if injected first so.
+		anew, _, errAnew := Inject(out, nil, nil)
+		direct, _, errDirect := Inject(pod, nil, nil)
+		if (errAnew == nil) != (errDirect == nil) {
+			t.Fatalf("re-injection error %v, direct injection error %v", errAnew, errDirect)
+		}
+		if errAnew == nil {
+			if diff := cmp.Diff(direct, anew); diff != "" {
+				t.Fatalf("re-injected pod differs from one injected directly (-direct +anew):\n%s", diff)
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +11,23 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
+// LabelInjected is the label, value "true", that Inject puts on the pods (and pod templates) it
+// injects, so that a PodMonitor, kubectl get -l or a NetworkPolicy can select them. It goes
+// when the agent is removed.
+const LabelInjected = "sidelog.io/injected"
+
+// MetricsPortName is the name of the agent container's /metrics port, which the chart's
+// PodMonitor scrapes.
+const MetricsPortName = metricsPortName
+
 // Outcome says what Inject did.
 type Outcome struct {
 	// Injected says the agent is in the returned pod: added now, or found there.
 	Injected bool
-	// Reason says why Inject changed nothing: "no sidelog.io/tail annotation",
+	// Changed says the returned pod differs from the input: the agent was added, injected
+	// anew because its inputs changed, or removed (an opt-out, or tail globs gone).
+	Changed bool
+	// Reason says why Inject did not inject the agent now: "no sidelog.io/tail annotation",
 	// "sidelog.io/inject=false", "already injected", ...; empty when it injected the agent.
 	Reason string
 	// Warnings are what the injector decided on its own (a volume added, a timeout shortened,
@@ -33,6 +46,17 @@ type Status struct {
 	// AppMounts are the mounts added to app containers, as container:path; only for log paths
 	// that were on no volume (Policy.MissingVolume "emptyDir").
 	AppMounts []string `json:"appMounts,omitempty"`
+	// PodResources is what was added to the pod-level spec.resources (pods that set them).
+	PodResources *corev1.ResourceRequirements `json:"podResources,omitempty"`
+	// DefaultContainer says the injector set kubectl.kubernetes.io/default-container (legacy
+	// mode, one app container).
+	DefaultContainer bool `json:"defaultContainer,omitempty"`
+	// Digest identifies the inputs that produced the agent: the pod's sidelog.io/ annotations,
+	// its namespace's, and the policy's revision (see digest). A pod whose inputs no longer
+	// have this digest is injected anew.
+	Digest string `json:"digest,omitempty"`
+	// Warnings are what the injector decided on its own, as the admission warnings said.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Inject returns a mutated deep copy of pod; pod itself is never modified. namespace is the
@@ -40,8 +64,11 @@ type Status struct {
 // DefaultPolicy.
 //
 // A pod is injected when it has a tail annotation and neither it nor its namespace opts out.
-// A pod that already has the status annotation and the agent container is returned as it is,
-// so Inject applied to its own output changes nothing. Every mistake in the annotations, and
+// A pod that already has the status annotation and the agent container, injected from the
+// same inputs (the status's digest), is returned as it is, so Inject applied to its own output
+// changes nothing. One injected from other inputs has its agent, and what the status says came
+// with it, removed and is injected anew; one that opts out (or no longer asks for any file) has
+// them removed. Every mistake in the annotations, and
 // every part of the pod that the agent cannot work with, is an error (an *Error when a user
 // can fix it) whose message names the annotation and says what was expected.
 func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*corev1.Pod, Outcome, error) {
@@ -58,15 +85,29 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 	if v, ok := out.Annotations[AnnotationInject]; ok {
 		// A bad value is reported by parseKeys below, with every other mistake of the pod.
 		if want, err := parseInject(v); err == nil && !want {
-			return out, Outcome{Reason: AnnotationInject + "=false"}, nil
+			return optOut(out, AnnotationInject+"=false")
 		}
 	} else if strings.TrimSpace(namespace[AnnotationInject]) == "false" {
-		return out, Outcome{Reason: "namespace annotation " + AnnotationInject + "=false"}, nil
+		return optOut(out, "namespace annotation "+AnnotationInject+"=false")
 	}
 
-	_, hasStatus := out.Annotations[AnnotationStatus]
-	if hasStatus && hasAgent(&out.Spec) {
-		return out, Outcome{Injected: true, Reason: "already injected"}, nil
+	// The caller's policy, not its completed copy: its revision is kept.
+	digest := inputDigest(out.Annotations, namespace, policy)
+	var again []string // why an agent that was there is replaced
+	if rawStatus, hasStatus := out.Annotations[AnnotationStatus]; hasStatus {
+		st, stErr := parseStatus(rawStatus)
+		switch {
+		case !hasAgent(&out.Spec):
+			again = append(again, AnnotationStatus+" was set but the agent was missing: injected anew")
+		case stErr != nil:
+			again = append(again, fmt.Sprintf("%s could not be read (%v): the agent was removed and injected anew", AnnotationStatus, stErr))
+		case st.Digest == digest:
+			return out, Outcome{Injected: true, Reason: "already injected"}, nil
+		default:
+			again = append(again, fmt.Sprintf("%s: the agent was injected from other annotations, namespace defaults or policy (digest %s, now %s): removed and injected anew",
+				AnnotationStatus, cmp.Or(st.Digest, "none"), digest))
+		}
+		removeAgent(out, st)
 	}
 
 	ps, err := parseKeys(out.Annotations, FromPod, p)
@@ -77,7 +118,12 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 		if key, ok := ps.anyBut(optInject, optStatus); ok {
 			return nil, Outcome{}, errorf(key, FromPod, "the pod has no %s or %s.<container> annotation, so nothing is tailed and this has no effect", AnnotationTail, AnnotationTail)
 		}
-		return out, Outcome{Reason: "no " + AnnotationTail + " annotation"}, nil
+		o := Outcome{Reason: "no " + AnnotationTail + " annotation"}
+		if again != nil {
+			o.Changed = true
+			o.Warnings = []string{"the pod no longer has a " + AnnotationTail + " annotation: removed the agent that " + AnnotationStatus + " recorded"}
+		}
+		return out, o, nil
 	}
 	// The namespace's annotations matter, and are checked, only for pods that ask for the
 	// agent: a mistake there must not block the namespace's other pods.
@@ -86,18 +132,16 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 		return nil, Outcome{}, err
 	}
 
-	o, err := inject(out, ps, ns, p)
+	o, err := inject(out, ps, ns, p, digest)
 	if err != nil {
 		return nil, Outcome{}, err
 	}
-	if hasStatus {
-		o.Warnings = append([]string{AnnotationStatus + " was set but the agent was missing: injected anew"}, o.Warnings...)
-	}
+	o.Warnings = append(again, o.Warnings...)
 	return out, o, nil
 }
 
 // inject adds the agent to pod, which it mutates.
-func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (Outcome, error) {
+func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy, digest string) (Outcome, error) {
 	if err := checkReserved(pod); err != nil {
 		return Outcome{}, err
 	}
@@ -121,9 +165,11 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (Outcome, error) {
 	}
 
 	agent := agentContainer(pod, r, lm, p, cfg, noToken)
+	podResources := pod.Spec.Resources.DeepCopy()
 	if w := addPodResources(pod, agent.Resources); w != "" {
 		warnings = append(warnings, w)
 	}
+	st := Status{Mode: r.mode, AppMounts: lm.appMounts, Digest: digest, PodResources: added(podResources, pod.Spec.Resources)}
 	own := agentVolumes(r, noToken)
 	if r.mode == ModeNative {
 		// Last among the init containers: it must start before the app containers, and init
@@ -132,12 +178,12 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (Outcome, error) {
 	} else {
 		if len(pod.Spec.Containers) == 1 && pod.Annotations[DefaultContainerAnnotation] == "" {
 			setAnnotation(pod, DefaultContainerAnnotation, pod.Spec.Containers[0].Name)
+			st.DefaultContainer = true
 		}
 		pod.Spec.Containers = append(pod.Spec.Containers, agent)
 	}
 	pod.Spec.Volumes = append(pod.Spec.Volumes, own...)
 
-	st := Status{Mode: r.mode, AppMounts: lm.appMounts}
 	for _, in := range r.inputs {
 		st.Containers = append(st.Containers, pod.Spec.Containers[in.container].Name)
 	}
@@ -145,13 +191,18 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (Outcome, error) {
 		st.Volumes = append(st.Volumes, v.Name)
 	}
 	st.Volumes = append(st.Volumes, lm.volumes...)
+	st.Warnings = slices.Concat(r.warnings, lm.warnings, warnings)
 	b, err := json.Marshal(st)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("injector: encoding %s: %w", AnnotationStatus, err)
 	}
 	setAnnotation(pod, AnnotationStatus, string(b))
+	if pod.Labels == nil {
+		pod.Labels = map[string]string{}
+	}
+	pod.Labels[LabelInjected] = "true"
 
-	return Outcome{Injected: true, Warnings: slices.Concat(r.warnings, lm.warnings, warnings)}, nil
+	return Outcome{Injected: true, Changed: true, Warnings: slices.Clone(st.Warnings)}, nil
 }
 
 // hasAgent reports whether the pod has a container named AgentContainer.

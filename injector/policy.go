@@ -22,7 +22,8 @@ import (
 // Policy is the cluster's sidelog policy: a YAML document that the Helm chart keeps in a
 // ConfigMap and that `sidelog webhook --policy` and `sidelog inject --policy` read. It gives
 // what neither the pod nor its namespace says and limits what pods may say. A zero field takes
-// the value of DefaultPolicy.
+// the value of DefaultPolicy. A Policy must not be modified once Inject has used it: its
+// revision (PolicyRevision) is kept.
 //
 // The policy restricts pods only. Namespace annotations may set every option but the tail
 // globs: changing a Namespace takes rights that a cluster grants to whoever owns the namespace,

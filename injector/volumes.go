@@ -354,8 +354,8 @@ func checkCopiedEnv(e corev1.EnvVar) error {
 func sameEnv(a, b corev1.EnvVar) bool {
 	for _, e := range []*corev1.EnvVar{&a, &b} {
 		if f := e.ValueFrom; f != nil && f.FieldRef != nil && f.FieldRef.APIVersion == "" {
-			f.FieldRef = f.FieldRef.DeepCopy()
-			f.FieldRef.APIVersion = "v1"
+			e.ValueFrom = f.DeepCopy() // f is the pod's own: changing it changed the app container
+			e.ValueFrom.FieldRef.APIVersion = "v1"
 		}
 	}
 	return a.Name == b.Name && a.Value == b.Value && equalSource(a.ValueFrom, b.ValueFrom)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -42,7 +43,8 @@ const KubeSystem = "kube-system"
 
 // Outcomes, the values of the outcome label of the admission metrics.
 const (
-	OutcomeInjected = "injected" // the agent was added
+	OutcomeInjected = "injected" // the agent was added, or injected anew from changed inputs
+	OutcomeRemoved  = "removed"  // an injected pod (from a template) opted out: the agent was removed
 	OutcomeSkipped  = "skipped"  // nothing to do: not opted in, not asked for, already injected
 	OutcomeRefused  = "refused"  // the pod's or the namespace's annotations are wrong: denied
 	OutcomeError    = "error"    // the webhook could not decide (namespace lookup, bad request)
@@ -50,6 +52,14 @@ const (
 
 // Handler answers pod admission requests.
 type Handler struct {
+	// FailurePolicy is the failurePolicy of the webhook configuration that sends the requests
+	// (the chart passes it as --failure-policy). With Ignore, a request the webhook cannot
+	// decide (namespace unreadable, no valid policy, a bug) is allowed unchanged with a warning
+	// that says so, as the API server would allow it had the webhook been unreachable; with
+	// Fail (or empty) it is refused. Only internal errors: a pod whose annotations are wrong is
+	// refused whatever the policy.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
+
 	namespaces client.Reader
 	policy     func() *injector.Policy
 	self       string
@@ -58,7 +68,8 @@ type Handler struct {
 
 // NewHandler returns a Handler that reads namespaces through namespaces (a cache of their
 // metadata is enough: see NamespaceReader), asks policy for the cluster policy on every request
-// (so that a reloaded policy applies at once) and never changes pods in ownNamespace.
+// (so that a reloaded policy applies at once; nil while no valid policy was ever loaded) and
+// never changes pods in ownNamespace.
 func NewHandler(namespaces client.Reader, policy func() *injector.Policy, ownNamespace string) *Handler {
 	return &Handler{
 		namespaces: namespaces,
@@ -81,6 +92,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.Info("pod refused", "message", resp.Result.Message)
 	default:
 		log.V(1).Info("pod admitted", "warnings", len(resp.Warnings))
+	}
+	if outcome == OutcomeError && h.FailurePolicy == admissionregistrationv1.Ignore {
+		return admitDespite(resp, "the log agent was not added", "the webhook's failurePolicy is Ignore, so the pod is admitted without it")
 	}
 	return resp
 }
@@ -107,19 +121,42 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if err := h.decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError
 	}
-	mutated, out, err := injector.Inject(pod, ns.Annotations, h.policy())
+	policy := h.policy()
+	if policy == nil {
+		return admission.Errored(http.StatusServiceUnavailable, errNoPolicy), OutcomeError
+	}
+	mutated, out, err := injector.Inject(pod, ns.Annotations, policy)
 	if userErr := (*injector.Error)(nil); errors.As(err, &userErr) {
 		return admission.Denied(err.Error()), OutcomeRefused
 	} else if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("injecting the agent: %w", err)), OutcomeError
 	}
-	if !out.Injected || out.Reason != "" {
-		// Not asked for, opted out, or injected before (a reinvocation): nothing to add.
+	if !out.Changed {
+		// Not asked for, opted out, or injected before from the same inputs (a reinvocation,
+		// or a template that went through sidelog inject): nothing to change.
 		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped
 	}
 	raw, err := json.Marshal(mutated)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the mutated pod: %w", err)), OutcomeError
 	}
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(out.Warnings...), OutcomeInjected
+	outcome := OutcomeInjected
+	if !out.Injected {
+		outcome = OutcomeRemoved
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(out.Warnings...), outcome
+}
+
+// errNoPolicy answers while the webhook has no valid cluster policy: its readiness check says
+// why, and its log.
+var errNoPolicy = errors.New("the webhook has no valid cluster policy (its --policy file does not parse; see its log)")
+
+// admitDespite turns an error answer into what failurePolicy Ignore promises: the object
+// admitted unchanged, with a warning that kubectl prints: "sidelog: <what>: <error>; <why>".
+func admitDespite(errored admission.Response, what, why string) admission.Response {
+	msg := "internal error"
+	if errored.Result != nil && errored.Result.Message != "" {
+		msg = errored.Result.Message
+	}
+	return admission.Allowed("").WithWarnings("sidelog: " + what + ": " + msg + "; " + why)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -274,4 +275,109 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestHandleFailurePolicy checks that an internal error is answered as the configuration's
+// failurePolicy says: refused with Fail, admitted unchanged with a warning with Ignore. A pod
+// whose annotations are wrong is refused either way.
+func TestHandleFailurePolicy(t *testing.T) {
+	broken := interceptor.NewClient(fake.NewClientBuilder().Build(), interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			return errors.New("connection refused")
+		},
+	})
+	good := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil)).Build()
+	noPolicy := func() *injector.Policy { return nil }
+	pod := appPod(map[string]string{injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
+	for _, tt := range []struct {
+		name        string
+		namespaces  client.Reader
+		policy      func() *injector.Policy
+		pod         *corev1.Pod
+		fp          admissionregistrationv1.FailurePolicyType
+		wantAllowed bool
+		want        string // in the warning (allowed) or the message (refused)
+	}{
+		{"namespace unreadable, Fail", broken, StaticPolicy(injector.DefaultPolicy()), pod, admissionregistrationv1.Fail, false, "reading namespace shop"},
+		{"namespace unreadable, default", broken, StaticPolicy(injector.DefaultPolicy()), pod, "", false, "reading namespace shop"},
+		{"namespace unreadable, Ignore", broken, StaticPolicy(injector.DefaultPolicy()), pod, admissionregistrationv1.Ignore, true, "reading namespace shop"},
+		{"no valid policy, Fail", good, noPolicy, pod, admissionregistrationv1.Fail, false, "no valid cluster policy"},
+		{"no valid policy, Ignore", good, noPolicy, pod, admissionregistrationv1.Ignore, true, "no valid cluster policy"},
+		{"bad annotation, Ignore", good, StaticPolicy(injector.DefaultPolicy()), appPod(map[string]string{injector.Prefix + "tial": "/x"}), admissionregistrationv1.Ignore, false, "did you mean"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHandler(tt.namespaces, tt.policy, ownNS)
+			h.FailurePolicy = tt.fp
+			resp := h.Handle(context.Background(), podRequest(t, "shop", admissionv1.Create, tt.pod))
+			if resp.Allowed != tt.wantAllowed {
+				t.Fatalf("allowed = %v, want %v: %+v", resp.Allowed, tt.wantAllowed, resp.Result)
+			}
+			if tt.wantAllowed {
+				if len(resp.Patches) != 0 || resp.Patch != nil {
+					t.Errorf("admitted with a patch %v: want the pod unchanged", resp.Patches)
+				}
+				if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], tt.want) || !strings.Contains(resp.Warnings[0], "Ignore") {
+					t.Errorf("warnings = %q, want one saying %q and why the pod is admitted", resp.Warnings, tt.want)
+				}
+			} else if !strings.Contains(resp.Result.Message, tt.want) {
+				t.Errorf("message = %q, want it to say %q", resp.Result.Message, tt.want)
+			}
+		})
+	}
+}
+
+// TestHandleInjectedTemplate: a pod created from a template that already carries the agent
+// (sidelog inject in a GitOps pipeline) is left alone when its inputs are those the agent was
+// made from, injected anew when they changed, and stripped of the agent when it opts out.
+func TestHandleInjectedTemplate(t *testing.T) {
+	c := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil)).Build()
+	h := NewHandler(c, StaticPolicy(injector.DefaultPolicy()), ownNS)
+	template, _, err := injector.Inject(appPod(map[string]string{
+		injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224",
+	}), nil, injector.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := template.DeepCopy()
+	changed.Annotations[injector.AnnotationUpstream] = "fluentd-new:24224"
+	optOut := template.DeepCopy()
+	optOut.Annotations[injector.AnnotationInject] = "false"
+
+	for _, tt := range []struct {
+		name         string
+		pod          *corev1.Pod
+		outcome      string
+		wantUpstream string // "" for no agent
+	}{
+		{"same inputs", template, OutcomeSkipped, "fluentd:24224"},
+		{"changed upstream", changed, OutcomeInjected, "fluentd-new:24224"},
+		{"opted out", optOut, OutcomeRemoved, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := counterValue(t, admissions.WithLabelValues(tt.outcome))
+			req := podRequest(t, "shop", admissionv1.Create, tt.pod)
+			resp := h.Handle(context.Background(), req)
+			if !resp.Allowed {
+				t.Fatalf("refused: %+v", resp.Result)
+			}
+			if got := counterValue(t, admissions.WithLabelValues(tt.outcome)); got != before+1 {
+				t.Errorf("admissions{outcome=%s} = %v, want %v", tt.outcome, got, before+1)
+			}
+			if tt.outcome == OutcomeSkipped && len(resp.Patches) != 0 {
+				t.Errorf("patched a pod injected from the same inputs: %v", resp.Patches)
+			}
+			pod := applied(t, req, resp)
+			cfg := agentConfig(t, pod)
+			switch {
+			case tt.wantUpstream == "" && cfg != nil:
+				t.Errorf("the agent is still there: %+v", cfg)
+			case tt.wantUpstream == "" && (pod.Annotations[injector.AnnotationStatus] != "" || pod.Labels[injector.LabelInjected] != "" || len(pod.Spec.Volumes) != 1):
+				t.Errorf("left behind: status %q, labels %v, volumes %v", pod.Annotations[injector.AnnotationStatus], pod.Labels, pod.Spec.Volumes)
+			case tt.wantUpstream != "" && (cfg == nil || cfg.Upstream.Servers[0] != tt.wantUpstream):
+				t.Errorf("agent config %+v, want upstream %s", cfg, tt.wantUpstream)
+			case tt.wantUpstream != "" && pod.Labels[injector.LabelInjected] != "true":
+				t.Errorf("labels %v, want %s=true", pod.Labels, injector.LabelInjected)
+			}
+		})
+	}
 }

@@ -11,7 +11,7 @@ import (
 var (
 	admissions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sidelog_webhook_admissions_total",
-		Help: "Pod admission requests answered, by outcome: injected, skipped, refused (denied: the annotations are wrong) or error.",
+		Help: "Pod admission requests answered, by outcome: injected, removed (an injected pod opted out), skipped, refused (denied: the annotations are wrong) or error.",
 	}, []string{"outcome"})
 
 	admissionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -21,6 +21,17 @@ var (
 		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 	}, []string{"outcome"})
 
+	workloadChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sidelog_webhook_workload_checks_total",
+		Help: "Workload pod templates checked at create or update, by outcome: skipped (admitted, with the injector's warnings if any), refused or error (admitted with a warning).",
+	}, []string{"outcome"})
+
+	workloadSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "sidelog_webhook_workload_check_duration_seconds",
+		Help:    "Time to answer a workload admission request.",
+		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
+	})
+
 	policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sidelog_webhook_policy_reloads_total",
 		Help: "Reloads of the --policy file after it changed, by result: applied, or rejected (the previous policy stays).",
@@ -28,10 +39,13 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(admissions, admissionSeconds, policyReloads)
+	ctrlmetrics.Registry.MustRegister(admissions, admissionSeconds, workloadChecks, workloadSeconds, policyReloads)
 	// Every series exists from the start, so that rate() and alerts see a zero, not nothing.
-	for _, o := range []string{OutcomeInjected, OutcomeSkipped, OutcomeRefused, OutcomeError} {
+	for _, o := range []string{OutcomeInjected, OutcomeRemoved, OutcomeSkipped, OutcomeRefused, OutcomeError} {
 		admissions.WithLabelValues(o)
+	}
+	for _, o := range []string{OutcomeSkipped, OutcomeRefused, OutcomeError} {
+		workloadChecks.WithLabelValues(o)
 	}
 	for _, r := range []string{"applied", "rejected"} {
 		policyReloads.WithLabelValues(r)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,33 +23,60 @@ const policyPoll = 30 * time.Second
 
 // PolicyFile is the cluster policy read from a file, typically a mounted ConfigMap, and read
 // again whenever the file changes. A changed file that does not parse is logged and counted and
-// the previous policy stays in force.
+// the previous policy stays in force. A file that never parsed leaves no policy in force: Policy
+// returns nil and Ready fails with the reason, so that a replica started with a bad policy is
+// never ready (and a rollout carrying it stops) but keeps watching for a good one.
 type PolicyFile struct {
 	path        string
 	kubeVersion string
 	log         logr.Logger
 
 	current  atomic.Pointer[injector.Policy]
-	mu       sync.Mutex // serialises reloads; guards raw and rejected
+	mu       sync.Mutex // serialises reloads; guards raw, rejected and lastErr
 	raw      []byte     // the content current was parsed from
 	rejected []byte     // the last content that did not parse, reported once
+	lastErr  error      // why the last content was rejected; nil once a policy is in force
 }
 
-// LoadPolicyFile reads and parses the policy at path. kubernetesVersion, the API server's
-// version from discovery, fills the policy's KubernetesVersion when the file leaves it empty.
-func LoadPolicyFile(path, kubernetesVersion string, log logr.Logger) (*PolicyFile, error) {
+// NewPolicyFile reads and parses the policy at path; when that fails the error is returned
+// with a PolicyFile that has no policy yet and becomes ready when the file is fixed (Start).
+// kubernetesVersion, the API server's version from discovery, fills the policy's
+// KubernetesVersion when the file leaves it empty.
+func NewPolicyFile(path, kubernetesVersion string, log logr.Logger) (*PolicyFile, error) {
 	f := &PolicyFile{path: path, kubeVersion: kubernetesVersion, log: log}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the policy: %w", err)
+		f.lastErr = fmt.Errorf("reading the policy: %w", err)
+		return f, f.lastErr
 	}
 	p, err := f.parse(data)
 	if err != nil {
-		return nil, err
+		f.rejected, f.lastErr = data, err
+		return f, err
 	}
 	f.current.Store(p)
 	f.raw = data
 	return f, nil
+}
+
+// LoadPolicyFile is NewPolicyFile for callers that need the policy at once: it fails when the
+// file does not parse.
+func LoadPolicyFile(path, kubernetesVersion string, log logr.Logger) (*PolicyFile, error) {
+	f, err := NewPolicyFile(path, kubernetesVersion, log)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Ready is a readiness check: it fails, saying why, while no policy is in force.
+func (f *PolicyFile) Ready(*http.Request) error {
+	if f.current.Load() != nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fmt.Errorf("no valid cluster policy: %w", f.lastErr)
 }
 
 // StaticPolicy returns a policy source that always returns p.
@@ -56,7 +84,7 @@ func StaticPolicy(p *injector.Policy) func() *injector.Policy {
 	return func() *injector.Policy { return p }
 }
 
-// Policy returns the policy in force. It is shared: do not modify it.
+// Policy returns the policy in force, nil if none ever parsed. It is shared: do not modify it.
 func (f *PolicyFile) Policy() *injector.Policy { return f.current.Load() }
 
 func (f *PolicyFile) parse(data []byte) (*injector.Policy, error) {
@@ -78,19 +106,25 @@ func (f *PolicyFile) Reload() error {
 	data, err := os.ReadFile(f.path)
 	if err != nil {
 		policyReloads.WithLabelValues("rejected").Inc()
+		if f.current.Load() == nil {
+			f.lastErr = fmt.Errorf("reading the policy: %w", err)
+		}
 		return fmt.Errorf("reading the policy: %w", err)
 	}
-	if bytes.Equal(data, f.raw) || bytes.Equal(data, f.rejected) {
+	if (f.raw != nil && bytes.Equal(data, f.raw)) || (f.rejected != nil && bytes.Equal(data, f.rejected)) {
 		return nil
 	}
 	p, err := f.parse(data)
 	if err != nil {
 		f.rejected = data
+		if f.current.Load() == nil {
+			f.lastErr = err
+		}
 		policyReloads.WithLabelValues("rejected").Inc()
 		return err
 	}
 	f.current.Store(p)
-	f.raw = data
+	f.raw, f.lastErr = data, nil
 	policyReloads.WithLabelValues("applied").Inc()
 	f.log.Info("applied the changed policy", "file", f.path)
 	return nil
@@ -115,7 +149,11 @@ func (f *PolicyFile) Start(ctx context.Context) error {
 	defer tick.Stop()
 	reload := func() {
 		if err := f.Reload(); err != nil {
-			f.log.Error(err, "the changed policy is not applied; the previous one stays in force")
+			if f.current.Load() == nil {
+				f.log.Error(err, "no valid cluster policy: this replica stays not ready until the policy file is fixed")
+			} else {
+				f.log.Error(err, "the changed policy is not applied; the previous one stays in force")
+			}
 		}
 	}
 	reload() // what changed between LoadPolicyFile and the watch

@@ -136,3 +136,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPolicyFileStartsBad checks that a replica whose policy never parsed has no policy, is not
+// ready and says why, and becomes ready when the file is fixed.
+func TestPolicyFileStartsBad(t *testing.T) {
+	cm := &configMapDir{t: t, dir: t.TempDir()}
+	cm.write("upstream: [a.logging:24224]\nsidecarMode: sometimes\n")
+	path := filepath.Join(cm.dir, "policy.yaml")
+
+	f, err := NewPolicyFile(path, "", logr.Discard())
+	if err == nil || f == nil {
+		t.Fatalf("NewPolicyFile = %v, %v; want a PolicyFile and the error", f, err)
+	}
+	if p := f.Policy(); p != nil {
+		t.Fatalf("Policy() = %+v, want nil while no policy parsed", p)
+	}
+	if err := f.Ready(nil); err == nil || !strings.Contains(err.Error(), "sidecarMode") {
+		t.Fatalf("Ready = %v, want an error naming sidecarMode", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	cm.write("upstream: [a.logging:24224]\nsidecarMode: sometimes\nmaxGlobs: 3\n")
+	time.Sleep(100 * time.Millisecond)
+	if err := f.Ready(nil); err == nil || !strings.Contains(err.Error(), "sidecarMode") {
+		t.Fatalf("after another bad policy, Ready = %v, want an error naming sidecarMode", err)
+	}
+	cm.write("upstream: [a.logging:24224]\n")
+	waitFor(t, "ready", func() bool { return f.Ready(nil) == nil })
+	if p := f.Policy(); p == nil || p.Upstream[0] != "a.logging:24224" {
+		t.Fatalf("Policy() = %+v, want the fixed file's", p)
+	}
+}

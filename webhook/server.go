@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -39,6 +43,11 @@ type Options struct {
 	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics. "0" disables either.
 	HealthAddr  string
 	MetricsAddr string
+	// MetricsSecure serves /metrics over HTTPS (a self-signed certificate) to callers whose
+	// bearer token the API server authenticates (TokenReview) and authorises for GET /metrics
+	// (SubjectAccessReview), as kubebuilder's projects do; false serves plain HTTP, which
+	// should then listen on localhost only.
+	MetricsSecure bool
 	// PolicyFile is the cluster policy, reloaded when it changes; empty for the built-in
 	// policy.
 	PolicyFile string
@@ -50,12 +59,36 @@ type Options struct {
 	Certs *certs.Options
 	// Log is the logger of the webhook and of controller-runtime's components.
 	Log logr.Logger
+	// FailurePolicy is the failurePolicy of the webhook configuration (see
+	// Handler.FailurePolicy): Fail (default) or Ignore.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
+	// ShutdownDelay is how long Run keeps serving after its context is done, with /readyz
+	// failing, before it stops the server (which then finishes the requests in flight): the
+	// time for the endpoints controller and every kube-proxy or API server to stop sending
+	// requests to a replica that is going away.
+	ShutdownDelay time.Duration
 }
 
 // NewManager returns a controller-runtime manager that serves the webhook as o says, with the
 // namespace cache, the policy watcher and, if o.Certs is set, the certificate rotator. Start it
 // to run them all.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
+	mgr, _, err := newManager(cfg, o)
+	return mgr, err
+}
+
+func newManager(cfg *rest.Config, o Options) (manager.Manager, *atomic.Bool, error) {
+	draining := new(atomic.Bool)
+	mgr, err := buildManager(cfg, o, draining)
+	return mgr, draining, err
+}
+
+func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.Manager, error) {
+	switch o.FailurePolicy {
+	case "", admissionregistrationv1.Fail, admissionregistrationv1.Ignore:
+	default:
+		return nil, fmt.Errorf("failure policy: want %s or %s, got %q", admissionregistrationv1.Fail, admissionregistrationv1.Ignore, o.FailurePolicy)
+	}
 	if o.Namespace == "" {
 		return nil, errors.New("the webhook's own namespace is required")
 	}
@@ -87,9 +120,11 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		policy = StaticPolicy(p)
 	} else {
 		var err error
-		policyFile, err = LoadPolicyFile(o.PolicyFile, kubeVersion, log.WithName("policy"))
+		policyFile, err = NewPolicyFile(o.PolicyFile, kubeVersion, log.WithName("policy"))
 		if err != nil {
-			return nil, err
+			// Not fatal: a replica that crash-loops says less, and sooner or later the file
+			// is fixed. Until then /readyz fails with this reason.
+			log.Error(err, "no valid cluster policy: not ready until the policy file is fixed", "file", o.PolicyFile)
 		}
 		policy = policyFile.Policy
 	}
@@ -98,7 +133,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		Scheme:                 scheme,
 		Logger:                 log,
 		HealthProbeBindAddress: o.HealthAddr,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                metricsOptions(o),
 		Cache: cache.Options{
 			// The webhook reads nothing but namespaces' labels and annotations.
 			ByObject: map[client.Object]cache.ByObject{namespaceMetadata(): {}},
@@ -113,6 +148,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("watching namespaces: %w", err)
 	}
 	handler := NewHandler(NamespaceReader(mgr.GetCache(), mgr.GetAPIReader()), policy, o.Namespace)
+	handler.FailurePolicy = o.FailurePolicy
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.Host,
@@ -126,6 +162,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		}},
 	})
 	srv.Register(Path, &admission.Webhook{Handler: handler})
+	srv.Register(WorkloadPath, &admission.Webhook{Handler: NewWorkloadHandler(NamespaceReader(mgr.GetCache(), mgr.GetAPIReader()), policy, o.Namespace)})
 
 	if o.Certs == nil {
 		if err := mgr.Add(srv); err != nil {
@@ -164,6 +201,17 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		if err := mgr.Add(policyFile); err != nil {
 			return nil, err
 		}
+		if err := mgr.AddReadyzCheck("policy", policyFile.Ready); err != nil {
+			return nil, err
+		}
+	}
+	if err := mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -183,13 +231,47 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	return mgr, nil
 }
 
-// Run serves the webhook until ctx is done.
+func metricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+		m.TLSOpts = []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			c.NextProtos = []string{"http/1.1"}
+		}}
+	}
+	return m
+}
+
+// Run serves the webhook until ctx is done, then drains: /readyz fails at once, the server
+// goes on answering for o.ShutdownDelay, and then stops, finishing the requests in flight.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
-	mgr, err := NewManager(cfg, o)
+	mgr, draining, err := newManager(cfg, o)
 	if err != nil {
 		return err
 	}
-	return mgr.Start(ctx)
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-runCtx.Done():
+			return
+		}
+		draining.Store(true)
+		if o.ShutdownDelay > 0 {
+			o.Log.Info("shutting down: not ready, still serving", "delay", o.ShutdownDelay)
+			t := time.NewTimer(o.ShutdownDelay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-runCtx.Done():
+			}
+		}
+		stop()
+	}()
+	return mgr.Start(runCtx)
 }
 
 // afterCertificate starts the webhook server once the rotator has written a certificate.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -35,8 +36,11 @@ func runWebhook(args []string) error {
 	fs.StringVar(&o.CertDir, "cert-dir", "/var/run/sidelog/certs", "directory of tls.crt and tls.key, reloaded when they change")
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", `address of /healthz and /readyz ("0" disables)`)
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", `address of the Prometheus /metrics ("0" disables)`)
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", false, "serve /metrics over HTTPS to callers the API server authenticates and authorises for GET /metrics (TokenReview, SubjectAccessReview); without it, listen on localhost only")
 	fs.StringVar(&o.PolicyFile, "policy", "", "cluster policy, a YAML file, reloaded when it changes (default: the built-in policy)")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the webhook's own namespace, whose pods are never changed (default $POD_NAMESPACE)")
+	failurePolicy := fs.String("failure-policy", "Fail", `the failurePolicy of the webhook configuration: "Fail" refuses a pod the webhook cannot decide on (an internal error), "Ignore" admits it unchanged with a warning`)
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, how long to go on serving with /readyz failing before the server stops, so that no request is sent to a stopped replica")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster, then ~/.kube/config)")
 	verbosity := fs.Int("v", 0, "log verbosity: 1 logs every admission")
 
@@ -75,6 +79,12 @@ func runWebhook(args []string) error {
 	}
 	if o.Namespace == "" {
 		return usageError{errors.New("--namespace is required when POD_NAMESPACE is unset")}
+	}
+	switch admissionregistrationv1.FailurePolicyType(*failurePolicy) {
+	case admissionregistrationv1.Fail, admissionregistrationv1.Ignore:
+		o.FailurePolicy = admissionregistrationv1.FailurePolicyType(*failurePolicy)
+	default:
+		return usageError{fmt.Errorf("--failure-policy: want %q or %q, got %q", admissionregistrationv1.Fail, admissionregistrationv1.Ignore, *failurePolicy)}
 	}
 	switch *certMode {
 	case certModeExternal:

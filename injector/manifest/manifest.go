@@ -362,19 +362,19 @@ func (rn *run) object(d *doc, item int, obj *yaml.Node) {
 	}
 	switch {
 	case o.Reason == "already injected":
-		rn.checkInjected(id, tmpl, pod, nsAnn, policy)
-		return
-	case strings.HasPrefix(o.Reason, "namespace annotation"):
+		return // injected from the same inputs: nothing to change
+	case strings.HasPrefix(o.Reason, "namespace annotation") && !o.Changed:
 		rn.notef(tmpl.Line, id, "not injected: namespace %s opts its pods out (%s at %s)", nsName, `sidelog.io/inject: "false"`, ns.where[injector.AnnotationInject])
 		return
-	case o.Reason == injector.AnnotationInject+"=false":
-		if hasAgent(&pod.Spec) {
-			rn.warnf(keyLine(tmpl, injector.AnnotationInject), id, "%s is \"false\" but the template still has the agent that sidelog added; sidelog inject leaves it: remove the %s container, the volumes listed in %s and that annotation",
-				injector.AnnotationInject, injector.AgentContainer, injector.AnnotationStatus)
+	case !o.Changed:
+		return
+	}
+	// An agent injected from other inputs is replaced, as the webhook replaces it in the pods:
+	// say what about it changed, which the injector's warning does not.
+	if old, now := agentOf(pod), agentOf(out); old != nil && now != nil {
+		if diff := agentDiff(old, now); len(diff) > 0 {
+			rn.notef(keyLine(tmpl, injector.AnnotationStatus), id, "injected anew: %s changed", strings.Join(diff, ", "))
 		}
-		return
-	case !o.Injected || o.Reason != "":
-		return
 	}
 
 	after := corev1.PodTemplateSpec{ObjectMeta: out.ObjectMeta, Spec: out.Spec}

@@ -46,61 +46,6 @@ func (rn *run) knative(id Document, tmpl *yaml.Node, before corev1.PodTemplateSp
 		id.Kind, knativeQueueProxy, knativeQueueProxy)
 }
 
-// checkInjected warns when a template that already has the agent asks now for another one:
-// its annotations, its namespace's or the policy changed since it was injected. The agent is
-// taken out as its status says (container, volumes, mounts added to app containers) and the
-// template injected again; an agent or volumes that differ from those it has mean the
-// template's agent is stale. sidelog inject leaves it as it is, as the webhook does.
-func (rn *run) checkInjected(id Document, tmpl *yaml.Node, pod *corev1.Pod, nsAnn map[string]string, policy *injector.Policy) {
-	line := keyLine(tmpl, injector.AnnotationStatus)
-	var st injector.Status
-	if err := json.Unmarshal([]byte(pod.Annotations[injector.AnnotationStatus]), &st); err != nil {
-		rn.warnf(line, id, "%s is not what sidelog writes (%v); sidelog inject leaves the agent it found as it is", injector.AnnotationStatus, err)
-		return
-	}
-	stripped := pod.DeepCopy()
-	isAgent := func(c corev1.Container) bool { return c.Name == injector.AgentContainer }
-	stripped.Spec.InitContainers = slices.DeleteFunc(stripped.Spec.InitContainers, isAgent)
-	stripped.Spec.Containers = slices.DeleteFunc(stripped.Spec.Containers, isAgent)
-	stripped.Spec.Volumes = slices.DeleteFunc(stripped.Spec.Volumes, func(v corev1.Volume) bool { return slices.Contains(st.Volumes, v.Name) })
-	for _, m := range st.AppMounts {
-		name, path, _ := strings.Cut(m, ":")
-		for i := range stripped.Spec.Containers {
-			c := &stripped.Spec.Containers[i]
-			if c.Name == name {
-				c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool {
-					return vm.MountPath == path && slices.Contains(st.Volumes, vm.Name)
-				})
-			}
-		}
-	}
-	delete(stripped.Annotations, injector.AnnotationStatus)
-
-	const fix = "sidelog inject leaves an injected template as it is: to inject it anew, remove the " + injector.AgentContainer +
-		" container, the volumes listed in " + injector.AnnotationStatus + " and that annotation"
-	again, o, err := injector.Inject(stripped, nsAnn, policy)
-	switch {
-	case err != nil:
-		rn.warnf(line, id, "the template has an agent, but its sidelog annotations as they are now would be refused: %s; %s",
-			strings.ReplaceAll(err.Error(), "\n", "; "), fix)
-		return
-	case !o.Injected || o.Reason != "":
-		rn.warnf(line, id, "the template has an agent, but as it is now it would get none (%s); %s", o.Reason, fix)
-		return
-	}
-	var changed []string
-	if a, b := agentOf(pod), agentOf(again); !equality.Semantic.DeepEqual(a, b) {
-		changed = append(changed, agentDiff(a, b)...)
-	}
-	if !equality.Semantic.DeepEqual(volumesOf(pod, st.Volumes), volumesOf(again, st.Volumes)) || again.Annotations[injector.AnnotationStatus] != pod.Annotations[injector.AnnotationStatus] {
-		changed = append(changed, "the agent's volumes")
-	}
-	if len(changed) > 0 {
-		rn.warnf(line, id, "the template's agent was injected for other annotations, namespace defaults or policy than it has now: %s would differ; %s",
-			strings.Join(changed, ", "), fix)
-	}
-}
-
 func agentOf(pod *corev1.Pod) *corev1.Container {
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
@@ -112,15 +57,6 @@ func agentOf(pod *corev1.Pod) *corev1.Container {
 	return nil
 }
 
-func volumesOf(pod *corev1.Pod, names []string) []corev1.Volume {
-	var vs []corev1.Volume
-	for _, v := range pod.Spec.Volumes {
-		if slices.Contains(names, v.Name) {
-			vs = append(vs, v)
-		}
-	}
-	return vs
-}
 
 // agentDiff says how two agent containers differ: which fields of the agent's configuration,
 // and whether its image, resources and mounts.

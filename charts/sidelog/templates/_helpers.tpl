@@ -52,6 +52,21 @@ the serving certificate must carry.
 {{- (urlParse .Values.webhook.url).hostname -}}
 {{- end -}}
 
+{{/* The clientConfig of a webhook at a path: (list $ path). No caBundle: cert-manager's cainjector or the self-managed webhook writes it. */}}
+{{- define "sidelog.clientConfig" -}}
+{{- $ := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- if $.Values.webhook.url -}}
+url: {{ printf "%s%s" (trimSuffix (include "sidelog.path" $) $.Values.webhook.url) $path | quote }}
+{{- else -}}
+service:
+  namespace: {{ $.Release.Namespace }}
+  name: {{ include "sidelog.webhookName" $ }}
+  path: {{ $path }}
+  port: 443
+{{- end -}}
+{{- end -}}
+
 {{/* Where the webhook serves admission requests: webhook.Path in the Go code. */}}
 {{- define "sidelog.path" -}}/mutate-v1-pod{{- end -}}
 
@@ -61,8 +76,12 @@ the serving certificate must carry.
 
 {{/* What the schema cannot say: checks across values, each failing with the value's name. */}}
 {{- define "sidelog.validate" -}}
-{{- if has (int .Values.webhook.port) (list 8080 8081) -}}
-{{- fail (printf "webhook.port: %d is taken by the webhook's metrics (8080) or health (8081) endpoint; choose another port" (int .Values.webhook.port)) -}}
+{{- $metricsPort := ternary (int .Values.metrics.port) 8080 .Values.metrics.secure -}}
+{{- if has (int .Values.webhook.port) (list $metricsPort 8081) -}}
+{{- fail (printf "webhook.port: %d is taken by the webhook's metrics (%d) or health (8081) endpoint; choose another port" (int .Values.webhook.port) $metricsPort) -}}
+{{- end -}}
+{{- if eq (int .Values.metrics.port) 8081 -}}
+{{- fail "metrics.port: 8081 is taken by the webhook's health endpoint; choose another port" -}}
 {{- end -}}
 {{- with .Values.webhook.url -}}
 {{- $u := urlParse . -}}
@@ -70,9 +89,50 @@ the serving certificate must carry.
 {{- fail (printf "webhook.url: %q: want https://HOST[:PORT]/PATH with no user, query or fragment, e.g. https://host.docker.internal:9443/mutate-v1-pod" .) -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.policy -}}
+{{- include "sidelog.validatePolicy" . -}}
+{{- end -}}
 {{- $ca := trimSuffix "h" .Values.selfManaged.caLifetime | int -}}
 {{- $cert := trimSuffix "h" .Values.selfManaged.certLifetime | int -}}
 {{- if le $ca $cert -}}
 {{- fail (printf "selfManaged.caLifetime (%s) must be longer than selfManaged.certLifetime (%s): the CA signs serving certificates until a third of its lifetime is left" .Values.selfManaged.caLifetime .Values.selfManaged.certLifetime) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The policy's checks across fields, as injector.ParsePolicy makes them (values.schema.json makes
+the others): no more upstreams than maxUpstreams, no request above its limit.
+*/}}
+{{- define "sidelog.validatePolicy" -}}
+{{- $max := int (.maxUpstreams | default 8) -}}
+{{- if gt (len (.upstream | default list)) $max -}}
+{{- fail (printf "policy.upstream: %d addresses, more than the %d that policy.maxUpstreams allows" (len .upstream) $max) -}}
+{{- end -}}
+{{- $r := .resources | default dict -}}
+{{- $limits := $r.limits | default dict -}}
+{{- range $name, $req := ($r.requests | default dict) -}}
+{{- if hasKey $limits $name -}}
+{{- $lim := get $limits $name -}}
+{{- $a := include "sidelog.quantity" $req -}}
+{{- $b := include "sidelog.quantity" $lim -}}
+{{- if and $a $b (gt (float64 $a) (mulf (float64 $b) 1.000000001)) -}}
+{{- fail (printf "policy.resources.requests.%s: %v is more than the limit %v" $name $req $lim) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A quantity (a number, or a string such as 500m or 1.5Gi) in base units; empty if its form is not known here. */}}
+{{- define "sidelog.quantity" -}}
+{{- if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{- float64 . -}}
+{{- else -}}
+{{- $s := trimPrefix "+" (toString .) -}}
+{{- $num := regexFind "^[0-9]*[.]?[0-9]*" $s -}}
+{{- $unit := trimPrefix $num $s -}}
+{{- $mult := dict "" 1.0 "n" 0.000000001 "u" 0.000001 "m" 0.001 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 "E" 1000000000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- if and $num (ne $num ".") (hasKey $mult $unit) -}}
+{{- mulf (float64 $num) (get $mult $unit) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
