@@ -57,7 +57,6 @@ func agentOf(pod *corev1.Pod) *corev1.Container {
 	return nil
 }
 
-
 // agentDiff says how two agent containers differ: which fields of the agent's configuration,
 // and whether its image, resources and mounts.
 func agentDiff(a, b *corev1.Container) []string {
