@@ -58,7 +58,7 @@ func fieldEnv(name, field string) corev1.EnvVar {
 }
 
 // reservedVolumes are the names of the volumes the injector adds; a pod may not use them.
-var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, UpstreamCAVolume, SharedKeyVolume, UserVolume}
+var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, UpstreamCAVolume, SharedKeyVolume, UserVolume, UpstreamHeadersVolume}
 
 // maxConfigBytes bounds the agent's configuration, which travels in the environment variable
 // config.Env: Linux refuses to start a program with a variable longer than 128 KiB ("argument

@@ -208,6 +208,10 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseParser(v)
 	case optUpstream:
 		return parseUpstream(v, p.MaxUpstreams)
+	case optProtocol:
+		return parseProtocol(v)
+	case optHeaders:
+		return parseSecretName(v)
 	case optTLS:
 		return parseBool(v)
 	case optServerName:

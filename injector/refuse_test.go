@@ -143,7 +143,7 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "upstream twice", ann: tailApp(AnnotationUpstream, "a:1,b:2,a:1"),
 			want: `sidelog.io/upstream: "a:1" is listed twice`},
 		{name: "upstream empty", ann: tailApp(AnnotationUpstream, ","),
-			want: `sidelog.io/upstream: no address: want host:port[,host:port...] such as fluentd.logging:24224`},
+			want: `sidelog.io/upstream: no address: want host:port[,host:port...] such as fluentd.logging:24224, or with protocol otlp http(s)://host:port[/path]`},
 		{name: "too many upstreams", ann: tailApp(AnnotationUpstream, "a:1,b:1,c:1"), policy: "maxUpstreams: 2",
 			want: `sidelog.io/upstream: 3 addresses, more than the 2 the cluster policy allows (maxUpstreams)`},
 		{name: "tls not a boolean", ann: tailApp(AnnotationUpstreamTLS, "on"),
@@ -169,6 +169,43 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "bad namespace upstream", ann: map[string]string{AnnotationTail + ".app": "/var/log/app/*.log"}, ns: map[string]string{AnnotationUpstream: "fluentd"},
 			want: `namespace annotation sidelog.io/upstream: "fluentd" is not host:port: address fluentd: missing port in address (want host:port such as fluentd.logging:24224)`},
 
+		// OTLP.
+		{name: "protocol unknown", ann: tailApp(AnnotationUpstreamProtocol, "grpc"),
+			want: `sidelog.io/upstream-protocol: got "grpc", want "forward" or "otlp"`},
+		{name: "otlp with host:port", ann: tailApp(AnnotationUpstreamProtocol, "otlp"),
+			want: `sidelog.io/upstream: "fluentd.logging:24224" is not a URL: with protocol otlp each upstream is http://host:port[/path] or https://host:port[/path] (path /v1/logs by default) (protocol otlp: sidelog.io/upstream-protocol)`},
+		{name: "url with forward", ann: tailApp(AnnotationUpstream, "http://otel:4318"),
+			want: `sidelog.io/upstream: "http://otel:4318" is a URL, but the protocol is forward, whose upstreams are host:port: set sidelog.io/upstream-protocol: otlp to send OTLP/HTTP (protocol forward: the default)`},
+		{name: "otlp namespace url with pod host:port", ns: map[string]string{AnnotationUpstreamProtocol: "otlp"}, ann: tailApp(),
+			want: `sidelog.io/upstream: "fluentd.logging:24224" is not a URL: with protocol otlp each upstream is http://host:port[/path] or https://host:port[/path] (path /v1/logs by default) (protocol otlp: namespace annotation sidelog.io/upstream-protocol)`},
+		{name: "otlp url without port", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel/v1/logs"),
+			want: `sidelog.io/upstream: "http://otel/v1/logs": "otel" is not host:port: address otel: missing port in address; want http://host:port[/path] or https://host:port[/path]`},
+		{name: "otlp url scheme", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "grpc://otel:4317"),
+			want: `sidelog.io/upstream: "grpc://otel:4317": scheme must be http or https; want http://host:port[/path] or https://host:port[/path]`},
+		{name: "otlp url with a user", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "https://me:pw@otel:4318"),
+			want: `sidelog.io/upstream: "https://me:pw@otel:4318": no user in the URL: put credentials in headers from a Secret`},
+		{name: "otlp url bad host", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel_gw:4318"),
+			want: `sidelog.io/upstream: "http://otel_gw:4318": host "otel_gw" is neither an IP address nor a DNS name`},
+		{name: "otlp tls true with http", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel:4318", AnnotationUpstreamTLS, "true"),
+			want: `sidelog.io/upstream: "http://otel:4318" is plain http, but sidelog.io/upstream-tls asks for TLS: write https://`},
+		{name: "otlp tls false with https", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "https://otel:4318", AnnotationUpstreamTLS, "false"),
+			want: `sidelog.io/upstream-tls: "false", but the upstream "https://otel:4318" is https:// (with protocol otlp the URL's scheme says whether TLS is on): drop this annotation or write http://`},
+		{name: "otlp policy tls with http", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel:4318"), policy: "upstreamTLS: true",
+			want: `sidelog.io/upstream: "http://otel:4318" is plain http, but the cluster policy's upstreamTLS requires TLS: write https://`},
+		{name: "otlp shared key", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel:4318", AnnotationUpstreamSharedKey, "fluentd-forward"),
+			want: `sidelog.io/upstream-shared-key: the forward protocol's handshake, and the protocol is otlp (sidelog.io/upstream-protocol): put credentials in a Secret named by sidelog.io/upstream-headers`},
+		{name: "headers with forward", ann: tailApp(AnnotationUpstreamHeaders, "otel-token"),
+			want: `sidelog.io/upstream-headers: HTTP headers are for protocol otlp, and the protocol is forward (the default): set sidelog.io/upstream-protocol: otlp, or drop this annotation`},
+		{name: "headers with a key", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel:4318", AnnotationUpstreamHeaders, "otel-token/token"),
+			want: `sidelog.io/upstream-headers: got "otel-token/token": want the name of a Secret in the pod's namespace, whose every key is a header (no /<key>)`},
+		{name: "headers volume name taken", ann: tailApp(), pod: func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: UpstreamHeadersVolume})
+		}, want: `the pod has a volume named "sidelog-upstream-headers": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user, sidelog-upstream-headers and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
+		{name: "log volume over the headers mount", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel:4318", AnnotationUpstreamHeaders, "otel-token",
+			AnnotationTail+".app", "/etc/sidelog/upstream-headers/logs/*.log"), pod: func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "logs", MountPath: "/etc/sidelog/upstream-headers/logs"})
+		}, want: `sidelog.io/tail.app: /etc/sidelog/upstream-headers/logs/*.log is on volume "logs" mounted at /etc/sidelog/upstream-headers/logs, which overlaps the agent's own mount of the upstream headers (sidelog.io/upstream-headers) at /etc/sidelog/upstream-headers; write the logs elsewhere`},
+
 		// Misspelt and misplaced keys.
 		{name: "misspelt option", ann: tailApp("sidelog.io/multilne.app", "java"),
 			want: `sidelog.io/multilne.app: unknown annotation; did you mean sidelog.io/multiline.app?`},
@@ -181,7 +218,7 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "resource key", ann: tailApp("sidelog.io/agent-request-cpu", "1"),
 			want: `sidelog.io/agent-request-cpu: unknown annotation; did you mean sidelog.io/agent-requests-cpu?`},
 		{name: "unknown option", ann: tailApp("sidelog.io/colour", "red"),
-			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/upstream-tls, sidelog.io/upstream-server-name, sidelog.io/upstream-ca, sidelog.io/upstream-shared-key, sidelog.io/upstream-user, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
+			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/upstream-protocol, sidelog.io/upstream-headers, sidelog.io/upstream-tls, sidelog.io/upstream-server-name, sidelog.io/upstream-ca, sidelog.io/upstream-shared-key, sidelog.io/upstream-user, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
 		{name: "misspelt prefix", ann: map[string]string{"sidlog.io/tail.app": "/var/log/app/*.log"},
 			want: `sidlog.io/tail.app: unknown annotation prefix "sidlog.io/"; did you mean sidelog.io/tail.app?`},
 		{name: "other domain", ann: map[string]string{"sidelog.dev/tail": "/var/log/app/*.log"},
@@ -327,13 +364,13 @@ func TestInjectRefuses(t *testing.T) {
 			pod:  func(p *corev1.Pod) { p.Spec.Containers[1].Name = AgentContainer },
 			want: `the pod has a container named "sidelog-agent" but no sidelog.io/status annotation: that name is reserved for the agent that sidelog.io/tail adds; rename the container`},
 		{name: "volume named like the shared key's", ann: tailApp(), pod: func(p *corev1.Pod) { p.Spec.Volumes[1].Name = SharedKeyVolume },
-			want: `the pod has a volume named "sidelog-shared-key": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
+			want: `the pod has a volume named "sidelog-shared-key": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user, sidelog-upstream-headers and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
 		{name: "volume named like the agent's", ann: tailApp(),
 			pod: func(p *corev1.Pod) {
 				p.Spec.Volumes[1].Name = StateVolume
 				p.Spec.Containers[1].VolumeMounts[0].Name = StateVolume
 			},
-			want: `the pod has a volume named "sidelog-state": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
+			want: `the pod has a volume named "sidelog-state": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user, sidelog-upstream-headers and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
