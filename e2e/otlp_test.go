@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,10 +32,13 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/sidelog/sidelog/injector"
 	"github.com/sidelog/sidelog/sidecar/checkpoint"
 	"github.com/sidelog/sidelog/sidecar/forward/forwardtest"
+	"github.com/sidelog/sidelog/webhook"
 )
 
 // otlpRecord is one log record as the Collector's otlpreceiver decoded it.
@@ -533,4 +537,110 @@ func TestReliabilityOTLPSIGKILL(t *testing.T) {
 		PeakRSS: peak, Elapsed: time.Since(start),
 		Notes: fmt.Sprintf("OTLP; %d SIGKILLs at %d lines/s, restarted on the same state dir", kills, rate),
 	})
+}
+
+// TestUpstreamOTLPThroughTheAPIServer: a namespace's annotations choose OTLP over https with its
+// own CA and a headers Secret. A pod created through the real API server comes back with the
+// agent mounting the CA's one key and the whole headers Secret, and that agent, given the
+// Secrets as a kubelet projects them, ships every line to the otlpreceiver over TLS with gzip and
+// the tenant header.
+func TestUpstreamOTLPThroughTheAPIServer(t *testing.T) {
+	certs := generateTLS(t)
+	recv := startOTLPReceiver(t, true, certs)
+
+	hook := webhook.Configuration("sidelog", ownNS, webhook.ServiceClientConfig(ownNS, "sidelog-webhook", nil))
+	env, cfg := controlPlane(t, hook)
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+	const ns = "otel"
+	createNamespace(t, cs, ns, true, map[string]string{
+		injector.AnnotationUpstreamProtocol:   "otlp",
+		injector.AnnotationUpstreamServerName: "localhost", // the certificate's name; the pod dials 127.0.0.1
+		injector.AnnotationUpstreamCA:         "otel-ca",
+		injector.AnnotationUpstreamHeaders:    "otel-tenant",
+	})
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: "otel-ca"}, Data: map[string][]byte{
+			"ca.crt": certs.caPEM, "tls.key": []byte("not for the agent"),
+		}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "otel-tenant"}, Data: map[string][]byte{"X-Scope-OrgID": []byte("tenant-b")}},
+	} {
+		if _, err := cs.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wo := env.WebhookInstallOptions
+	_, metricsPort := splitHostPort(t, freeAddr(t))
+	startWebhook(t, cfg, webhook.Options{
+		Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir,
+		PolicyFile: writePolicy(t, fmt.Sprintf("metricsPort: %d\nupstreamCompression: gzip\n", metricsPort)),
+	})
+
+	logDir := t.TempDir()
+	pod := logPod(logDir, map[string]string{
+		injector.AnnotationTail + ".app": logDir + "/*.log",
+		injector.AnnotationUpstream:      recv.URL,
+	})
+	pod.Namespace, pod.UID = ns, ""
+	var created *corev1.Pod
+	var err error
+	eventually(t, 60*time.Second, "the API server to call the webhook", func() error {
+		created, err = cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if _, err := agentOf(created); err != nil {
+			pod.Name += "x"
+			return err
+		}
+		return nil
+	})
+
+	volumeDirs := map[string]string{"logs": logDir}
+	for _, want := range []struct {
+		volume, secret string
+		keys           []string // nil: the whole Secret
+	}{
+		{injector.UpstreamCAVolume, "otel-ca", []string{"ca.crt"}},
+		{injector.UpstreamHeadersVolume, "otel-tenant", nil},
+	} {
+		i := slices.IndexFunc(created.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == want.volume })
+		if i < 0 {
+			t.Fatalf("no volume %s in the injected pod: %+v", want.volume, created.Spec.Volumes)
+		}
+		sv := created.Spec.Volumes[i].Secret
+		var keys []string
+		if sv != nil {
+			for _, it := range sv.Items {
+				keys = append(keys, it.Key)
+			}
+		}
+		if sv == nil || sv.SecretName != want.secret || !slices.Equal(keys, want.keys) {
+			t.Fatalf("volume %s = %+v, want Secret %s with keys %v", want.volume, created.Spec.Volumes[i], want.secret, want.keys)
+		}
+		volumeDirs[want.volume] = projectSecret(t, cs, ns, sv)
+	}
+
+	agent := runInjectedAgent(t, created, volumeDirs)
+	lines := numbered("otel", 0, 500)
+	appendFile(t, filepath.Join(logDir, "app.log"), lines...)
+	eventually(t, 2*time.Minute, fmt.Sprintf("%d records at the receiver", len(lines)), func() error {
+		if n := len(recv.kept()); n < len(lines) {
+			return fmt.Errorf("%d records", n)
+		}
+		return nil
+	})
+	if err := agent.stop(t); err != nil {
+		t.Fatalf("agent exit: %v\n%s", err, agent.output)
+	}
+	var got []string
+	for _, r := range recv.kept() {
+		got = append(got, fmt.Sprint(r.Body))
+		if r.OrgHeader != "tenant-b" || r.Resource["k8s.namespace.name"] != ns {
+			t.Fatalf("record %q: X-Scope-OrgID %q, namespace %v", r.Body, r.OrgHeader, r.Resource["k8s.namespace.name"])
+		}
+	}
+	if diff := cmp.Diff(lines, got); diff != "" {
+		t.Errorf("records, lost (-) or duplicated (+):\n%s", diff)
+	}
 }
