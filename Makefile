@@ -38,8 +38,8 @@ build: ## build bin/sidelog and bin/sidelog-agent (static, stripped)
 	$(BUILD) -o $(BIN)/sidelog-agent ./cmd/sidelog-agent
 	@ls -l $(BIN)/sidelog $(BIN)/sidelog-agent
 
-demo: build ## inject the example Deployment, then run its agent against a forward receiver
-	$(GO) run ./demo --sidelog $(BIN)/sidelog --agent $(BIN)/sidelog-agent --workload examples/deployment.yaml
+demo: build ## inject the example Deployment, run its agent against a forward receiver (PROTOCOL=otlp: an OTLP endpoint)
+	$(GO) run ./demo --sidelog $(BIN)/sidelog --agent $(BIN)/sidelog-agent --workload examples/deployment.yaml --protocol $(or $(PROTOCOL),forward)
 
 test: lint unit fuzz e2e ## everything CI runs
 
