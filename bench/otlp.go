@@ -216,8 +216,10 @@ func (b *bench) collector(file string) (result, error) {
 		return result{}, fmt.Errorf("starting %s: %w", b.opts.otelcol, err)
 	}
 	rss := watchRSS(cmd.Process.Pid)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once the process has exited; exitErr is then what cmd.Wait returned.
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline(b.opts.lines)*4)
 	defer cancel()
 	go func() {
@@ -234,12 +236,11 @@ func (b *bench) collector(file string) (result, error) {
 	_, waited, _ := schedstat(cmd.Process.Pid)
 	sent := sink.Bytes()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	var exitErr error
 	select {
-	case exitErr = <-exited:
+	case <-exited:
 	case <-time.After(time.Minute):
 		_ = cmd.Process.Kill()
-		exitErr = <-exited
+		<-exited
 	}
 	peak := rss.end()
 	log, _ := os.ReadFile(logf.Name())
