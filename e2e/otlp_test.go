@@ -232,7 +232,6 @@ func TestAgentOTLPToTheCollector(t *testing.T) {
 			dir := t.TempDir()
 			var recv *otlpReceiver
 			more := map[string]string{injector.AnnotationParser + ".app": "json"}
-			policy := ""
 			volumes := map[string]string{"logs": dir}
 			if tt.secure {
 				certs := generateTLS(t)
@@ -240,13 +239,13 @@ func TestAgentOTLPToTheCollector(t *testing.T) {
 				more[injector.AnnotationUpstreamCA] = "otel-ca"
 				more[injector.AnnotationUpstreamServerName] = "localhost" // the certificate's name; the agent dials 127.0.0.1
 				more[injector.AnnotationUpstreamHeaders] = "otel-tenant"
-				policy = "upstreamCompression: gzip\n"
+				more[injector.AnnotationUpstreamCompression] = "gzip"
 				volumes[injector.UpstreamCAVolume] = secretDir(t, map[string][]byte{"ca.crt": certs.caPEM})
 				volumes[injector.UpstreamHeadersVolume] = secretDir(t, map[string][]byte{"X-Scope-OrgID": []byte("tenant-a\n")})
 			} else {
 				recv = startOTLPReceiver(t, true, nil)
 			}
-			pod := otlpPod(t, dir, recv.URL, more, policy)
+			pod := otlpPod(t, dir, recv.URL, more, "")
 			agent := runInjectedAgent(t, pod, volumes)
 
 			want := numbered("otlp", 0, 3000)

@@ -62,6 +62,12 @@ const (
 	// else none.
 	AnnotationUpstreamHeaders = Prefix + "upstream-headers"
 
+	// AnnotationUpstreamCompression is "none" or "gzip": with the forward protocol
+	// CompressedPackedForward (not with the policy's upstreamMode Forward), with OTLP
+	// Content-Encoding: gzip. Fewer bytes on the wire for some agent CPU. Default the policy's
+	// upstreamCompression, itself "none" by default.
+	AnnotationUpstreamCompression = Prefix + "upstream-compression"
+
 	// AnnotationUpstreamTLS set to "true" makes the agent speak TLS to the upstream and verify
 	// its certificate, against the CA of AnnotationUpstreamCA or else the system roots. Values:
 	// "true" or "false". Default the policy's upstreamTLS (false). With OTLP the URL's scheme
@@ -158,6 +164,7 @@ var options = []option{
 	{name: "upstream", policed: true},
 	{name: "upstream-protocol", policed: true},
 	{name: "upstream-headers", policed: true},
+	{name: "upstream-compression", policed: true},
 	{name: "upstream-tls", policed: true},
 	{name: "upstream-server-name", policed: true},
 	{name: "upstream-ca", policed: true},
@@ -182,6 +189,7 @@ const (
 	optUpstream       = "upstream"
 	optProtocol       = "upstream-protocol"
 	optHeaders        = "upstream-headers"
+	optCompression    = "upstream-compression"
 	optTLS            = "upstream-tls"
 	optServerName     = "upstream-server-name"
 	optCA             = "upstream-ca"

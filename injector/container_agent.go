@@ -76,7 +76,7 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 	}
 	c := config.Config{
 		Version:      config.Version,
-		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream), Mode: p.UpstreamMode, Compression: p.UpstreamCompression},
+		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream), Mode: p.UpstreamMode},
 		Limits:       p.AgentLimits,
 		DrainTimeout: config.Duration(drain),
 		LabelsFile:   LabelsFile,

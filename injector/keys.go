@@ -212,6 +212,8 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseProtocol(v)
 	case optHeaders:
 		return parseSecretName(v)
+	case optCompression:
+		return parseCompression(v)
 	case optTLS:
 		return parseBool(v)
 	case optServerName:

@@ -118,7 +118,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"resources: {claims: [{name: x}]}", "cluster policy field resources.claims: the agent claims no dynamic resources; remove it"},
 		{"sidecarMode: sidecar", `cluster policy field sidecarMode: got "sidecar", want "native", "legacy" or "auto"`},
 		{"kubernetesVersion: latest", `cluster policy field kubernetesVersion: got "latest", want a Kubernetes version such as v1.29.3`},
-		{"allowPodOverride: [upstrem]", `cluster policy field allowPodOverride: unknown option "upstrem" (did you mean upstream?): want names from exclude, multiline, parser, upstream, upstream-protocol, upstream-headers, upstream-tls, upstream-server-name, upstream-ca, upstream-shared-key, upstream-user, sidecar-mode, agent-requests-cpu, agent-requests-memory, agent-limits-cpu, agent-limits-memory, metrics-port`},
+		{"allowPodOverride: [upstrem]", `cluster policy field allowPodOverride: unknown option "upstrem" (did you mean upstream?): want names from exclude, multiline, parser, upstream, upstream-protocol, upstream-headers, upstream-compression, upstream-tls, upstream-server-name, upstream-ca, upstream-shared-key, upstream-user, sidecar-mode, agent-requests-cpu, agent-requests-memory, agent-limits-cpu, agent-limits-memory, metrics-port`},
 		{"missingVolume: create", `cluster policy field missingVolume: got "create", want "refuse" or "emptyDir"`},
 		{"maxGlobs: -1", "cluster policy field maxGlobs: got -1, want a positive number"},
 		{"metricsPort: 70000", "cluster policy field metricsPort: got 70000, want a port number from 1 to 65535"},

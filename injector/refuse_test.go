@@ -198,6 +198,10 @@ func TestInjectRefuses(t *testing.T) {
 			want: `sidelog.io/upstream-headers: HTTP headers are for protocol otlp, and the protocol is forward (the default): set sidelog.io/upstream-protocol: otlp, or drop this annotation`},
 		{name: "headers with a key", ann: tailApp(AnnotationUpstreamProtocol, "otlp", AnnotationUpstream, "http://otel:4318", AnnotationUpstreamHeaders, "otel-token/token"),
 			want: `sidelog.io/upstream-headers: got "otel-token/token": want the name of a Secret in the pod's namespace, whose every key is a header (no /<key>)`},
+		{name: "compression unknown", ann: tailApp(AnnotationUpstreamCompression, "zstd"),
+			want: `sidelog.io/upstream-compression: got "zstd", want "none" or "gzip"`},
+		{name: "gzip with forward mode Forward", ann: tailApp(AnnotationUpstreamCompression, "gzip"), policy: "upstreamMode: Forward",
+			want: `sidelog.io/upstream-compression: gzip is CompressedPackedForward, and the cluster policy's upstreamMode is Forward, whose entries cannot be compressed`},
 		{name: "headers volume name taken", ann: tailApp(), pod: func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: UpstreamHeadersVolume})
 		}, want: `the pod has a volume named "sidelog-upstream-headers": names sidelog-state, sidelog-podinfo, sidelog-no-token, sidelog-upstream-ca, sidelog-shared-key, sidelog-upstream-user, sidelog-upstream-headers and sidelog-logs-* are reserved for the volumes that sidelog.io/tail adds; rename the volume`},
@@ -218,7 +222,7 @@ func TestInjectRefuses(t *testing.T) {
 		{name: "resource key", ann: tailApp("sidelog.io/agent-request-cpu", "1"),
 			want: `sidelog.io/agent-request-cpu: unknown annotation; did you mean sidelog.io/agent-requests-cpu?`},
 		{name: "unknown option", ann: tailApp("sidelog.io/colour", "red"),
-			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/upstream-protocol, sidelog.io/upstream-headers, sidelog.io/upstream-tls, sidelog.io/upstream-server-name, sidelog.io/upstream-ca, sidelog.io/upstream-shared-key, sidelog.io/upstream-user, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
+			want: `sidelog.io/colour: unknown annotation; known: sidelog.io/inject, sidelog.io/tail[.<container>], sidelog.io/exclude[.<container>], sidelog.io/multiline[.<container>], sidelog.io/parser[.<container>], sidelog.io/upstream, sidelog.io/upstream-protocol, sidelog.io/upstream-headers, sidelog.io/upstream-compression, sidelog.io/upstream-tls, sidelog.io/upstream-server-name, sidelog.io/upstream-ca, sidelog.io/upstream-shared-key, sidelog.io/upstream-user, sidelog.io/sidecar-mode, sidelog.io/agent-requests-cpu, sidelog.io/agent-requests-memory, sidelog.io/agent-limits-cpu, sidelog.io/agent-limits-memory, sidelog.io/metrics-port, sidelog.io/status`},
 		{name: "misspelt prefix", ann: map[string]string{"sidlog.io/tail.app": "/var/log/app/*.log"},
 			want: `sidlog.io/tail.app: unknown annotation prefix "sidlog.io/"; did you mean sidelog.io/tail.app?`},
 		{name: "other domain", ann: map[string]string{"sidelog.dev/tail": "/var/log/app/*.log"},

@@ -52,13 +52,14 @@ const (
 
 // upstreamSecurity is how the agent connects to the upstream.
 type upstreamSecurity struct {
-	protocol   string // config.ProtocolForward or config.ProtocolOTLP
-	headers    string // the Secret of AnnotationUpstreamHeaders; empty for none, always with forward
-	tls        bool
-	serverName string     // empty: the host of each address; always empty without tls
-	ca         *secretRef // nil: the system roots; always nil without tls
-	sharedKey  *secretRef // nil: no authentication
-	user       *secretRef // nil: no user; never set without sharedKey
+	protocol    string // config.ProtocolForward or config.ProtocolOTLP
+	compression string // config.CompressionNone or config.CompressionGzip; empty for the default
+	headers     string // the Secret of AnnotationUpstreamHeaders; empty for none, always with forward
+	tls         bool
+	serverName  string     // empty: the host of each address; always empty without tls
+	ca          *secretRef // nil: the system roots; always nil without tls
+	sharedKey   *secretRef // nil: no authentication
+	user        *secretRef // nil: no user; never set without sharedKey
 }
 
 // resolveSecurity picks the TLS and shared-key settings: the pod's, its namespace's, then the
@@ -81,6 +82,14 @@ func (r *request) resolveSecurity(ps, ns annotationSet, p *Policy, up setting) e
 		return errorf(up.key, up.origin, "%v (protocol %s: %s)", err, sec.protocol, protoFrom)
 	}
 	otlp := sec.protocol == config.ProtocolOTLP
+
+	sec.compression = p.UpstreamCompression
+	if s, ok := pick(ps, ns, optCompression, ""); ok {
+		sec.compression = s.parsed.(string)
+		if _, err := config.CheckMessage(p.UpstreamMode, sec.compression); err != nil && !otlp {
+			return errorf(s.key, s.origin, "gzip is CompressedPackedForward, and the cluster policy's upstreamMode is %s, whose entries cannot be compressed", p.UpstreamMode)
+		}
+	}
 
 	// A namespace's headers, shared key or user are defaults for the pods of the protocol they
 	// belong to; a pod's own are a mistake when its protocol cannot use them.
@@ -195,6 +204,7 @@ func (r *request) warnUnlessTLS(s setting) {
 // upstreamConfig is the agent configuration's part for sec: files under the mounts of
 // upstreamVolumes.
 func upstreamConfig(sec upstreamSecurity, u *config.Upstream) {
+	u.Compression = sec.compression
 	if sec.protocol == config.ProtocolOTLP {
 		u.Protocol = config.ProtocolOTLP
 		u.Mode = "" // the forward protocol's

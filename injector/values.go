@@ -167,6 +167,15 @@ func parseProtocol(v string) (string, error) {
 	return "", fmt.Errorf("got %q, want %q or %q", v, config.ProtocolForward, config.ProtocolOTLP)
 }
 
+// parseCompression parses the value of AnnotationUpstreamCompression.
+func parseCompression(v string) (string, error) {
+	switch s := strings.TrimSpace(v); s {
+	case config.CompressionNone, config.CompressionGzip:
+		return s, nil
+	}
+	return "", fmt.Errorf("got %q, want %q or %q", v, config.CompressionNone, config.CompressionGzip)
+}
+
 // parseSecretName parses a Secret's name alone (AnnotationUpstreamHeaders: every key is used).
 func parseSecretName(v string) (string, error) {
 	name := strings.TrimSpace(v)
