@@ -560,6 +560,11 @@ func (c *Client) attempt(ctx context.Context, p *pending, u string) (out outcome
 	case code >= 200 && code < 300:
 		c.m.batchesAcked.Inc()
 		c.m.recordsAcked.Add(uint64(p.b.Count))
+		// A server may answer OTLP/HTTP protobuf with JSON only by mistake; its body is then not
+		// read as a partial success.
+		if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/x-protobuf") {
+			answer = nil
+		}
 		if rejected, msg := partialSuccess(answer); rejected > 0 || msg != "" {
 			c.log.Warn("the upstream rejected some records", "url", u, "container", p.b.Container,
 				"rejected", rejected, "of", p.b.Count, "message", msg)
