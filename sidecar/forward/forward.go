@@ -127,9 +127,9 @@ type Batch struct {
 
 // Defaults of the options.
 const (
-	DefaultMinBackoff = 250 * time.Millisecond
-	DefaultMaxBackoff = 30 * time.Second
-	DefaultFailback   = time.Minute
+	DefaultMinBackoff = delivery.DefaultMinBackoff
+	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	DefaultFailback   = delivery.DefaultFailback
 )
 
 // Option changes a default of New.
