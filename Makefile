@@ -38,8 +38,8 @@ build: ## build bin/sidelog and bin/sidelog-agent (static, stripped)
 	$(BUILD) -o $(BIN)/sidelog-agent ./cmd/sidelog-agent
 	@ls -l $(BIN)/sidelog $(BIN)/sidelog-agent
 
-demo: build ## inject the example Deployment, then run its agent against a forward receiver
-	$(GO) run ./demo --sidelog $(BIN)/sidelog --agent $(BIN)/sidelog-agent --workload examples/deployment.yaml
+demo: build ## inject the example Deployment, run its agent against a forward receiver (PROTOCOL=otlp: an OTLP endpoint)
+	$(GO) run ./demo --sidelog $(BIN)/sidelog --agent $(BIN)/sidelog-agent --workload examples/deployment.yaml --protocol $(or $(PROTOCOL),forward)
 
 test: lint unit fuzz e2e ## everything CI runs
 
@@ -65,9 +65,14 @@ reliability: build ## fault, load and bad-input tests at full length (~10 min); 
 	$(E2E_SETUP); cd e2e && SIDELOG_RELIABILITY=full SIDELOG_RELIABILITY_REPORT=$(BIN)/reliability.md \
 	  $(GO) test -count=1 -timeout 20m -run 'Reliability' -v ./...
 
-bench: build ## benchmarks and the agent's throughput harness
+bench: build ## benchmarks and the agent's throughput harness, beside the OpenTelemetry Collector
 	$(GO) test -run '^$$' -bench . -benchmem ./sidecar/...
-	$(GO) run ./bench --agent $(BIN)/sidelog-agent
+	@otelcol="$${OTELCOL:-}"; \
+	if [ -z "$$otelcol" ] && [ -x ../shared/tools/otelcol/install.sh ]; then \
+	  dest=$$(../shared/tools/otelcol/install.sh | tail -n 1) && otelcol="$$dest/otelcol" || \
+	  echo "bench: building the OpenTelemetry Collector failed; it is skipped"; fi; \
+	[ -n "$$otelcol" ] || echo "bench: no OpenTelemetry Collector (set OTELCOL, or see ../shared/tools/otelcol): it is skipped"; \
+	$(GO) run ./bench --agent $(BIN)/sidelog-agent $${otelcol:+--otelcol "$$otelcol"}
 
 images: ## build the webhook and agent images (needs a Docker engine)
 	docker build --target webhook --build-arg VERSION=$(VERSION) -t $(REGISTRY)/sidelog:$(VERSION) .

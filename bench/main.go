@@ -13,7 +13,11 @@
 //     receiver in this process (on the other CPUs) that acknowledges every chunk, until the
 //     receiver counted every line: lines/s, MB/s, CPU-seconds per GB of log and peak RSS;
 //   - 10 MB/s: a writer appends at that rate while the agent ships: peak RSS and CPU;
-//   - idle: the agent with an empty file: peak RSS and CPU.
+//   - idle: the agent with an empty file: peak RSS and CPU;
+//   - OTLP: the agent at full speed again, sending OTLP/HTTP to a receiver in this process, and
+//     beside it, with --otelcol, the OpenTelemetry Collector as the Operator's sidecar runs it
+//     (filelog receiver → memory limiter → batch → otlphttp exporter, compression off as the
+//     agent's) on the same file, pinned to the same core, to the same receiver.
 //
 // It prints one table, each figure next to its target and the ceiling. Targets are reported, not
 // asserted: it exits non-zero only when something malfunctioned (records missing, a process
@@ -49,6 +53,7 @@ type options struct {
 	rateFor time.Duration
 	idleFor time.Duration
 	keep    bool
+	otelcol string
 }
 
 func main() {
@@ -68,6 +73,7 @@ func main() {
 	flag.DurationVar(&o.rateFor, "rate-for", 10*time.Second, "length of the steady run")
 	flag.DurationVar(&o.idleFor, "idle-for", 5*time.Second, "length of the idle run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (files, agent logs) and print its path")
+	flag.StringVar(&o.otelcol, "otelcol", "", "an OpenTelemetry Collector binary with file_log and otlp_http (../shared/tools/otelcol/install.sh) to measure beside the agent; empty skips it")
 	flag.Parse()
 	if err := run(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -112,7 +118,13 @@ func run(o *options) error {
 	if err != nil {
 		return err
 	}
-	var ceil, full, steady, idle []result
+	if o.otelcol != "" {
+		if _, err := os.Stat(o.otelcol); err != nil {
+			fmt.Fprintf(os.Stderr, "--otelcol: %v: the Collector is skipped\n", err)
+			o.otelcol = ""
+		}
+	}
+	var ceil, full, steady, idle, otlpFull, coll []result
 	for i := range o.runs {
 		fmt.Fprintf(os.Stderr, "run %d of %d: ceiling", i+1, o.runs)
 		r, err := b.ceiling(file)
@@ -121,10 +133,22 @@ func run(o *options) error {
 		}
 		ceil = append(ceil, r)
 		fmt.Fprint(os.Stderr, ", full speed")
-		if r, err = b.fullSpeed(file); err != nil {
+		if r, err = b.fullSpeed(file, false); err != nil {
 			return fmt.Errorf("full speed: %w", err)
 		}
 		full = append(full, r)
+		fmt.Fprint(os.Stderr, ", OTLP")
+		if r, err = b.fullSpeed(file, true); err != nil {
+			return fmt.Errorf("full speed over OTLP: %w", err)
+		}
+		otlpFull = append(otlpFull, r)
+		if o.otelcol != "" {
+			fmt.Fprint(os.Stderr, ", Collector")
+			if r, err = b.collector(file); err != nil {
+				return fmt.Errorf("the Collector: %w", err)
+			}
+			coll = append(coll, r)
+		}
 		fmt.Fprintf(os.Stderr, ", %g MB/s", o.rate)
 		if r, err = b.steady(); err != nil {
 			return fmt.Errorf("%g MB/s: %w", o.rate, err)
@@ -137,5 +161,6 @@ func run(o *options) error {
 		idle = append(idle, r)
 	}
 	printTable(os.Stdout, o, cpus, fi.Size(), ceil, full, steady, idle)
+	printOTLPTable(os.Stdout, o, otlpFull, coll)
 	return nil
 }

@@ -240,9 +240,18 @@ func sendRaw(args []string) error {
 	return w.Flush()
 }
 
+// sink is the receiver of a run: forwardtest's server, or otlpSink.
+type sink interface {
+	Wait(ctx context.Context, n int64) error
+	Count() int64
+	Bytes() int64
+	Connections() int
+	Close() error
+}
+
 // agent is one running agent and the receiver it sends to.
 type agent struct {
-	srv     *forwardtest.Server
+	srv     sink
 	cmd     *exec.Cmd
 	started time.Time
 	stderr  *os.File
@@ -253,8 +262,8 @@ type agent struct {
 }
 
 // startAgent starts the agent binary, pinned, on the files of logDir, with a fresh receiver and
-// state directory.
-func (b *bench) startAgent(logDir string) (*agent, error) {
+// state directory: a forward-protocol receiver, or with otlp an OTLP/HTTP one.
+func (b *bench) startAgent(logDir string, otlp bool) (*agent, error) {
 	dir, err := b.mkdir("agent")
 	if err != nil {
 		return nil, err
@@ -268,14 +277,25 @@ func (b *bench) startAgent(logDir string) (*agent, error) {
 	if err := os.WriteFile(labels, []byte("app=\"shop\"\npod-template-hash=\"7d4b9c8f6\"\nteam=\"checkout\"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	srv, err := forwardtest.Start(forwardtest.Options{CountOnly: true})
-	if err != nil {
-		return nil, err
+	var srv sink
+	upstream := config.Upstream{}
+	if otlp {
+		s, err := startOTLPSink()
+		if err != nil {
+			return nil, err
+		}
+		srv, upstream.Protocol, upstream.Servers = s, config.ProtocolOTLP, []string{s.URL()}
+	} else {
+		s, err := forwardtest.Start(forwardtest.Options{CountOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		srv, upstream.Servers = s, []string{s.Addr()}
 	}
 	doc, err := (&config.Config{
 		Version:    config.Version,
 		Inputs:     []config.Input{{Container: "app", Paths: []string{logDir + "/*.log"}}},
-		Upstream:   config.Upstream{Servers: []string{srv.Addr()}},
+		Upstream:   upstream,
 		LabelsFile: labels,
 		// The run's last batch is not full: with the default flush interval it would wait a
 		// second, a latency that has nothing to do with throughput. Full batches, which are all
@@ -383,14 +403,15 @@ func (a *agent) log() string {
 	return string(b)
 }
 
-// fullSpeed runs the agent on file from its start until the receiver has every line.
-func (b *bench) fullSpeed(file string) (result, error) {
+// fullSpeed runs the agent on file from its start until the receiver has every line, over the
+// forward protocol or OTLP.
+func (b *bench) fullSpeed(file string, otlp bool) (result, error) {
 	fi, err := os.Stat(file)
 	if err != nil {
 		return result{}, err
 	}
 	self0 := selfCPU()
-	a, err := b.startAgent(filepath.Dir(file))
+	a, err := b.startAgent(filepath.Dir(file), otlp)
 	if err != nil {
 		return result{}, err
 	}
@@ -416,7 +437,7 @@ func (b *bench) steady() (result, error) {
 		return result{}, err
 	}
 	defer f.Close()
-	a, err := b.startAgent(dir)
+	a, err := b.startAgent(dir, false)
 	if err != nil {
 		return result{}, err
 	}
@@ -466,7 +487,7 @@ func (b *bench) idle() (result, error) {
 	if err := os.WriteFile(filepath.Join(dir, "app.log"), nil, 0o644); err != nil {
 		return result{}, err
 	}
-	a, err := b.startAgent(dir)
+	a, err := b.startAgent(dir, false)
 	if err != nil {
 		return result{}, err
 	}

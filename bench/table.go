@@ -133,3 +133,56 @@ func printTable(w io.Writer, o *options, cpus cpuPlan, binary int64, ceil, full,
 	fmt.Fprintln(w, "\n(receiver CPU: the harness's own, to show that it did not limit the figure; waited for its core:\n"+
 		"time the measured process was ready but other processes had its CPU, a busy machine, not the agent)")
 }
+
+// Targets of issue 13 against the OpenTelemetry Collector on the same file and core.
+const (
+	targetTimesCollectorLines = 3.0
+	targetShareCollectorRSS   = 0.2
+)
+
+// printOTLPTable prints the agent over OTLP and, when it ran, the Collector.
+func printOTLPTable(w io.Writer, o *options, agent, coll []result) {
+	lps := func(r result) float64 { return r.linesPerSec() }
+	cpg := func(r result) float64 { return r.cpuPerGB() }
+	rss := func(r result) float64 { return float64(r.maxRSS) }
+	sent := func(r result) float64 { return r.sentPerLine() }
+	waited := func(r result) float64 { return r.waitedShare() }
+	fmt.Fprintf(w, "\nOTLP/HTTP, same file, one core each, to a receiver in this process that answers every request:\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	row := func(cells ...string) {
+		for i, c := range cells {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprint(tw, c)
+		}
+		fmt.Fprintln(tw)
+	}
+	if len(coll) == 0 {
+		row("", "agent (otlp)")
+		row("lines/s", collect(agent, lps, true).show(millions))
+		row("CPU-seconds per GB of log", collect(agent, cpg, false).show(twoDigits))
+		row("bytes sent per line", collect(agent, sent, false).show(whole))
+		row("peak RSS", collect(agent, rss, false).show(mib))
+		tw.Flush()
+		fmt.Fprintln(w, "\nthe OpenTelemetry Collector was not measured: no --otelcol (make bench builds one with ../shared/tools/otelcol/install.sh)")
+		return
+	}
+	// Each run's agent against the Collector of the same run.
+	speed, mem := figure{higherWins: true}, figure{}
+	for i := range agent {
+		speed.vals = append(speed.vals, agent[i].linesPerSec()/coll[i].linesPerSec())
+		mem.vals = append(mem.vals, float64(agent[i].maxRSS)/float64(coll[i].maxRSS))
+	}
+	times := unit{1, 1, "×"}
+	row("", "agent (otlp)", "Collector (filelog → otlphttp)", "agent / Collector", "target", "met")
+	row("lines/s", collect(agent, lps, true).show(millions), collect(coll, lps, true).show(millions), speed.show(times),
+		"≥ "+times.format(targetTimesCollectorLines), speed.meets(targetTimesCollectorLines))
+	row("CPU-seconds per GB of log", collect(agent, cpg, false).show(twoDigits), collect(coll, cpg, false).show(twoDigits), "", "", "")
+	row("bytes sent per line", collect(agent, sent, false).show(whole), collect(coll, sent, false).show(whole), "", "", "")
+	row("peak RSS", collect(agent, rss, false).show(mib), collect(coll, rss, false).show(mib), mem.show(percent),
+		"≤ "+percent.format(targetShareCollectorRSS), mem.meets(targetShareCollectorRSS))
+	row("waited for its core", collect(agent, waited, false).show(percent), collect(coll, waited, false).show(percent), "", "", "")
+	tw.Flush()
+	_ = o
+}

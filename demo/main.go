@@ -2,9 +2,9 @@
 // into an example Deployment with `sidelog inject`, then runs the injected agent container the way
 // a kubelet would (its command, args and downward-API environment, its volumes as directories),
 // lets a sample app write, rotate and end its log, and prints the records that arrive at a
-// forward-protocol receiver.
+// forward-protocol receiver, or with --protocol otlp at an OTLP/HTTP endpoint.
 //
-//	go run ./demo --sidelog bin/sidelog --agent bin/sidelog-agent --workload examples/deployment.yaml
+//	go run ./demo --sidelog bin/sidelog --agent bin/sidelog-agent --workload examples/deployment.yaml [--protocol otlp]
 package main
 
 import (
@@ -43,7 +43,12 @@ func run() error {
 	sidelog := flag.String("sidelog", "bin/sidelog", "the sidelog binary")
 	agent := flag.String("agent", "bin/sidelog-agent", "the sidelog-agent binary")
 	workload := flag.String("workload", "examples/deployment.yaml", "a Deployment whose pods ask for the agent")
+	protocol := flag.String("protocol", "forward", "how the agent ships: forward or otlp")
 	flag.Parse()
+	otlp := *protocol == "otlp"
+	if !otlp && *protocol != "forward" {
+		return fmt.Errorf("--protocol: got %q, want forward or otlp", *protocol)
+	}
 
 	dir, err := os.MkdirTemp("", "sidelog-demo-")
 	if err != nil {
@@ -51,13 +56,26 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 
-	recv, err := forwardtest.Start(forwardtest.Options{})
-	if err != nil {
-		return err
+	var recv interface {
+		Wait(context.Context, int64) error
+		Count() int64
 	}
-	defer recv.Close()
+	upstream, what := "", ""
+	var orecv *otlpReceiver
+	var frecv *forwardtest.Server
+	if otlp {
+		orecv = startOTLPReceiver()
+		defer orecv.Close()
+		recv, upstream, what = orecv, orecv.URL(), "OTLP/HTTP endpoint"
+	} else {
+		if frecv, err = forwardtest.Start(forwardtest.Options{}); err != nil {
+			return err
+		}
+		defer frecv.Close()
+		recv, upstream, what = frecv, frecv.Addr(), "forward receiver"
+	}
 
-	step("1. sidelog inject", "The example Deployment asks for its logs with annotations. Its upstream is pointed at a local\nforward receiver (%s), then `sidelog inject` adds the agent to its pod template:", recv.Addr())
+	step("1. sidelog inject", "The example Deployment asks for its logs with annotations. Its upstream is pointed at a local\n%s (%s), then `sidelog inject` adds the agent to its pod template:", what, upstream)
 	src, err := os.ReadFile(*workload)
 	if err != nil {
 		return err
@@ -66,7 +84,10 @@ func run() error {
 	if err := yaml.Unmarshal(src, &d); err != nil {
 		return fmt.Errorf("%s: %w", *workload, err)
 	}
-	d.Spec.Template.Annotations[injector.AnnotationUpstream] = recv.Addr()
+	d.Spec.Template.Annotations[injector.AnnotationUpstream] = upstream
+	if otlp {
+		d.Spec.Template.Annotations[injector.AnnotationUpstreamProtocol] = "otlp"
+	}
 	in := filepath.Join(dir, "deployment.yaml")
 	if err := writeYAML(in, &d); err != nil {
 		return err
@@ -145,8 +166,13 @@ func run() error {
 		return fmt.Errorf("waiting for %d records (got %d): %w", records, recv.Count(), err)
 	}
 
-	step("4. Records at the aggregator", "Each record as the receiver got it: the forward-protocol tag, the event time, the log line and\nthe fields a Fluent Bit kubernetes filter would have added.")
-	for _, e := range recv.Events() {
+	if otlp {
+		step("4. Records at the OTLP endpoint", "Each request as the endpoint decoded it with the OTLP Go types: one resource per container with\nthe Kubernetes attributes of the OpenTelemetry conventions, then each record's body and file.")
+		orecv.print(logDir)
+	} else {
+		step("4. Records at the aggregator", "Each record as the receiver got it: the forward-protocol tag, the event time, the log line and\nthe fields a Fluent Bit kubernetes filter would have added.")
+	}
+	for _, e := range eventsOf(frecv) {
 		fmt.Printf("\n   %s  %s\n", e.Tag, e.Time.Format(time.RFC3339Nano))
 		fmt.Printf("   log:  %s\n", indentAfterFirst(fmt.Sprint(e.Record["log"]), "         "))
 		fmt.Printf("   file: %s\n", strings.TrimPrefix(fmt.Sprint(e.Record["file"]), filepath.Join(dir, "volumes", "logs")+"/"))
@@ -221,4 +247,12 @@ func appendFile(path, s string) error {
 	}
 	_, err = f.WriteString(s)
 	return errors.Join(err, f.Close())
+}
+
+// eventsOf returns the events of a forward receiver, none without one.
+func eventsOf(s *forwardtest.Server) []forwardtest.Event {
+	if s == nil {
+		return nil
+	}
+	return s.Events()
 }

@@ -43,14 +43,38 @@ const (
 	// sidelog.io/parser.<container> for one. Default "none".
 	AnnotationParser = Prefix + "parser"
 
-	// AnnotationUpstream is one or more comma-separated host:port addresses of the aggregator
-	// (Fluentd, Fluent Bit, anything that speaks the forward protocol) in failover order.
-	// Default the policy's upstream; a pod with none anywhere is refused.
+	// AnnotationUpstream is one or more comma-separated upstreams in failover order: with the
+	// forward protocol host:port addresses of the aggregator (Fluentd, Fluent Bit, anything that
+	// speaks it); with OTLP (AnnotationUpstreamProtocol) URLs http://host:port[/path] or
+	// https://host:port[/path], the path /v1/logs when there is none. Default the policy's
+	// upstream; a pod with none anywhere is refused.
 	AnnotationUpstream = Prefix + "upstream"
+
+	// AnnotationUpstreamProtocol is how records leave: "forward" (the Fluentd forward protocol)
+	// or "otlp" (OTLP/HTTP with protobuf, to an OpenTelemetry Collector or any backend that
+	// takes it). It decides how each entry of AnnotationUpstream is read. Default the policy's
+	// upstreamProtocol, itself "forward" by default.
+	AnnotationUpstreamProtocol = Prefix + "upstream-protocol"
+
+	// AnnotationUpstreamHeaders is a Secret in the pod's namespace whose every key is an HTTP
+	// header of the OTLP requests (a token in Authorization, a tenant in X-Scope-OrgID): the
+	// key is the header's name, the value its value. Projected whole, read-only, into the agent
+	// alone, at UpstreamHeadersDir; the agent reads it again for every request, so a rotated
+	// Secret takes effect without a restart. OTLP only. Default the policy's upstreamHeaders, or
+	// else none.
+	AnnotationUpstreamHeaders = Prefix + "upstream-headers"
+
+	// AnnotationUpstreamCompression is "none" or "gzip": with the forward protocol
+	// CompressedPackedForward (not with the policy's upstreamMode Forward), with OTLP
+	// Content-Encoding: gzip. Fewer bytes on the wire for some agent CPU. Default the policy's
+	// upstreamCompression, itself "none" by default.
+	AnnotationUpstreamCompression = Prefix + "upstream-compression"
 
 	// AnnotationUpstreamTLS set to "true" makes the agent speak TLS to the upstream and verify
 	// its certificate, against the CA of AnnotationUpstreamCA or else the system roots. Values:
-	// "true" or "false". Default the policy's upstreamTLS (false).
+	// "true" or "false". Default the policy's upstreamTLS (false). With OTLP the URL's scheme
+	// says it (https is TLS); "true" with an http:// URL, and "false" with an https:// one, are
+	// refused.
 	AnnotationUpstreamTLS = Prefix + "upstream-tls"
 
 	// AnnotationUpstreamServerName is the name the upstream's certificate must carry, when it is
@@ -140,6 +164,9 @@ var options = []option{
 	{name: "multiline", perContainer: true, policed: true},
 	{name: "parser", perContainer: true, policed: true},
 	{name: "upstream", policed: true},
+	{name: "upstream-protocol", policed: true},
+	{name: "upstream-headers", policed: true},
+	{name: "upstream-compression", policed: true},
 	{name: "upstream-tls", policed: true},
 	{name: "upstream-server-name", policed: true},
 	{name: "upstream-ca", policed: true},
@@ -162,6 +189,9 @@ const (
 	optMultiline      = "multiline"
 	optParser         = "parser"
 	optUpstream       = "upstream"
+	optProtocol       = "upstream-protocol"
+	optHeaders        = "upstream-headers"
+	optCompression    = "upstream-compression"
 	optTLS            = "upstream-tls"
 	optServerName     = "upstream-server-name"
 	optCA             = "upstream-ca"

@@ -66,7 +66,7 @@ func fieldEnv(name, field string) corev1.EnvVar {
 }
 
 // reservedVolumes are the names of the volumes the injector adds; a pod may not use them.
-var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, UpstreamCAVolume, SharedKeyVolume, UserVolume}
+var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, UpstreamCAVolume, SharedKeyVolume, UserVolume, UpstreamHeadersVolume}
 
 // maxConfigBytes bounds the agent's configuration, which travels in the environment variable
 // config.Env: Linux refuses to start a program with a variable longer than 128 KiB ("argument
@@ -84,7 +84,7 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 	}
 	c := config.Config{
 		Version:      config.Version,
-		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream), Mode: p.UpstreamMode, Compression: p.UpstreamCompression},
+		Upstream:     config.Upstream{Servers: slices.Clone(r.upstream), Mode: p.UpstreamMode},
 		Limits:       p.AgentLimits,
 		DrainTimeout: config.Duration(drain),
 		LabelsFile:   LabelsFile,

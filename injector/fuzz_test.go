@@ -57,6 +57,7 @@ func FuzzParseGlobs(f *testing.F) {
 
 func FuzzParseUpstream(f *testing.F) {
 	f.Add("fluentd.logging:24224,10.0.0.1:24224")
+	f.Add("http://otel.observability:4318,https://[::1]:4318/otlp/v1/logs")
 	f.Fuzz(func(t *testing.T, v string) {
 		servers, err := parseUpstream(v, defaultMaxUpstreams)
 		if err != nil {
@@ -65,7 +66,15 @@ func FuzzParseUpstream(f *testing.F) {
 		if len(servers) == 0 || len(servers) > defaultMaxUpstreams {
 			t.Fatalf("%d servers from %q", len(servers), v)
 		}
-		c := config.Config{Version: config.Version, Inputs: []config.Input{{Container: "c", Paths: []string{"/x"}}}, Upstream: config.Upstream{Servers: servers}}
+		// Whichever protocol the entries are for (a mixed list is refused at resolution).
+		protocol := config.ProtocolForward
+		if checkUpstreamProtocol(servers, protocol) != nil {
+			protocol = config.ProtocolOTLP
+			if checkUpstreamProtocol(servers, protocol) != nil {
+				return
+			}
+		}
+		c := config.Config{Version: config.Version, Inputs: []config.Input{{Container: "c", Paths: []string{"/x"}}}, Upstream: config.Upstream{Protocol: protocol, Servers: servers}}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("accepted %q, which the agent refuses: %v", servers, err)
 		}

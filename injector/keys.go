@@ -221,6 +221,12 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseParser(v)
 	case optUpstream:
 		return parseUpstream(v, p.MaxUpstreams)
+	case optProtocol:
+		return parseProtocol(v)
+	case optHeaders:
+		return parseSecretName(v)
+	case optCompression:
+		return parseCompression(v)
 	case optTLS:
 		return parseBool(v)
 	case optServerName:

@@ -103,14 +103,15 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 		}
 	}
 
+	up := setting{key: "upstream", origin: FromPolicy}
 	if s, ok := pick(ps, ns, optUpstream, ""); ok {
-		r.upstream = s.parsed.([]string)
+		r.upstream, up = s.parsed.([]string), s
 	} else if len(p.Upstream) > 0 {
 		r.upstream = p.Upstream
 	} else {
 		return nil, errorf(AnnotationUpstream, FromPod, "no upstream: set it on the pod or its namespace to the aggregator's host:port, or set upstream in the cluster policy")
 	}
-	if err := r.resolveSecurity(ps, ns, p); err != nil {
+	if err := r.resolveSecurity(ps, ns, p, up); err != nil {
 		return nil, err
 	}
 

@@ -57,9 +57,17 @@ type Policy struct {
 	// loopback, which no mesh mTLS or NetworkPolicy stands between) or ProbeNone (no probe: the
 	// app may start, and a short Job end, before the agent reads its first line).
 	StartupProbe string `json:"startupProbe,omitempty"`
-	// Upstream are the default aggregator addresses (host:port, failover order) for pods whose
-	// namespace and annotations name none. Default none: such pods are refused.
+	// Upstream are the default upstreams (failover order) for pods whose namespace and
+	// annotations name none: host:port addresses with the forward protocol, http(s):// URLs with
+	// OTLP. Default none: such pods are refused.
 	Upstream []string `json:"upstream,omitempty"`
+	// UpstreamProtocol is the default of sidelog.io/upstream-protocol: "forward" (default) or
+	// "otlp".
+	UpstreamProtocol string `json:"upstreamProtocol,omitempty"`
+	// UpstreamHeaders is the default of sidelog.io/upstream-headers: a Secret, which must then
+	// exist in every namespace whose pods use OTLP, whose keys are HTTP headers of the OTLP
+	// requests. Ignored with the forward protocol. Default none.
+	UpstreamHeaders string `json:"upstreamHeaders,omitempty"`
 	// UpstreamTLS turns TLS to the upstream on for pods whose namespace and annotations do not
 	// say (sidelog.io/upstream-tls). Default false.
 	UpstreamTLS bool `json:"upstreamTLS,omitempty"`
@@ -79,8 +87,8 @@ type Policy struct {
 	// UpstreamMode is the forward protocol's message mode: PackedForward (default) or Forward,
 	// for receivers that read only that.
 	UpstreamMode string `json:"upstreamMode,omitempty"`
-	// UpstreamCompression is none (default) or gzip (CompressedPackedForward): fewer bytes on
-	// the wire for some agent CPU.
+	// UpstreamCompression is none (default) or gzip (CompressedPackedForward; with OTLP,
+	// Content-Encoding: gzip): fewer bytes on the wire for some agent CPU.
 	UpstreamCompression string `json:"upstreamCompression,omitempty"`
 	// Resources are the agent's requests and limits (cpu, memory, ephemeral-storage), taken as a
 	// whole when any is set. Default requests cpu 50m, memory 32Mi; limits cpu 200m, memory
@@ -351,9 +359,22 @@ func (p *Policy) validate() error {
 	if p.MaxUpstreams < 0 {
 		return bad("maxUpstreams", "got %d, want a positive number", p.MaxUpstreams)
 	}
+	if p.UpstreamProtocol != "" {
+		if _, err := parseProtocol(p.UpstreamProtocol); err != nil {
+			return bad("upstreamProtocol", "%v", err)
+		}
+	}
 	if len(p.Upstream) > 0 {
 		if _, err := parseUpstream(strings.Join(p.Upstream, ","), p.MaxUpstreams); err != nil {
 			return bad("upstream", "%v", err)
+		}
+		if err := checkUpstreamProtocol(p.Upstream, p.UpstreamProtocol); err != nil {
+			return bad("upstream", "%v", err)
+		}
+	}
+	if p.UpstreamHeaders != "" {
+		if _, err := parseSecretName(p.UpstreamHeaders); err != nil {
+			return bad("upstreamHeaders", "%v", err)
 		}
 	}
 	if field, err := config.CheckMessage(p.UpstreamMode, p.UpstreamCompression); err != nil {

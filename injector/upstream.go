@@ -1,8 +1,10 @@
 package injector
 
 import (
+	"cmp"
 	"fmt"
 	"path"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -42,25 +44,88 @@ const (
 	// UserVolume holds the username and password of AnnotationUpstreamUser, mounted at UserDir.
 	UserVolume = "sidelog-upstream-user"
 	UserDir    = "/etc/sidelog/upstream-user"
+	// UpstreamHeadersVolume holds every key of AnnotationUpstreamHeaders, mounted at
+	// UpstreamHeadersDir.
+	UpstreamHeadersVolume = "sidelog-upstream-headers"
+	UpstreamHeadersDir    = "/etc/sidelog/upstream-headers"
 )
 
 // upstreamSecurity is how the agent connects to the upstream.
 type upstreamSecurity struct {
-	tls        bool
-	serverName string     // empty: the host of each address; always empty without tls
-	ca         *secretRef // nil: the system roots; always nil without tls
-	sharedKey  *secretRef // nil: no authentication
-	user       *secretRef // nil: no user; never set without sharedKey
+	protocol    string // config.ProtocolForward or config.ProtocolOTLP
+	compression string // config.CompressionNone or config.CompressionGzip; empty for the default
+	headers     string // the Secret of AnnotationUpstreamHeaders; empty for none, always with forward
+	tls         bool
+	serverName  string     // empty: the host of each address; always empty without tls
+	ca          *secretRef // nil: the system roots; always nil without tls
+	sharedKey   *secretRef // nil: no authentication
+	user        *secretRef // nil: no user; never set without sharedKey
 }
 
 // resolveSecurity picks the TLS and shared-key settings: the pod's, its namespace's, then the
 // policy's. A server name or CA set by an annotation while TLS is off does nothing, which
 // deserves a warning; the policy's are defaults for the namespaces that turn TLS on.
-func (r *request) resolveSecurity(ps, ns annotationSet, p *Policy) error {
+//
+// The protocol decides how the upstream entries (up says where they come from) are read; with
+// OTLP, the URLs' scheme decides TLS, and the forward protocol's shared key and user are
+// refused when an annotation asks for them (the policy's are defaults for forward namespaces).
+func (r *request) resolveSecurity(ps, ns annotationSet, p *Policy, up setting) error {
 	sec := &r.security
-	if s, ok := pick(ps, ns, optTLS, ""); ok {
-		sec.tls = s.parsed.(bool)
-	} else {
+	sec.protocol = cmp.Or(p.UpstreamProtocol, config.ProtocolForward)
+	protoFrom := "the default"
+	if s, ok := pick(ps, ns, optProtocol, ""); ok {
+		sec.protocol, protoFrom = s.parsed.(string), describe(s.key, s.origin)
+	} else if p.UpstreamProtocol != "" {
+		protoFrom = describe("upstreamProtocol", FromPolicy)
+	}
+	if err := checkUpstreamProtocol(r.upstream, sec.protocol); err != nil {
+		return errorf(up.key, up.origin, "%v (protocol %s: %s)", err, sec.protocol, protoFrom)
+	}
+	otlp := sec.protocol == config.ProtocolOTLP
+
+	sec.compression = p.UpstreamCompression
+	if s, ok := pick(ps, ns, optCompression, ""); ok {
+		sec.compression = s.parsed.(string)
+		if _, err := config.CheckMessage(p.UpstreamMode, sec.compression); err != nil && !otlp {
+			return errorf(s.key, s.origin, "gzip is CompressedPackedForward, and the cluster policy's upstreamMode is %s, whose entries cannot be compressed", p.UpstreamMode)
+		}
+	}
+
+	// A namespace's headers, shared key or user are defaults for the pods of the protocol they
+	// belong to; a pod's own are a mistake when its protocol cannot use them.
+	s, ok := pick(ps, ns, optHeaders, "")
+	switch {
+	case ok && !otlp && s.origin == FromPod:
+		return errorf(s.key, s.origin, "HTTP headers are for protocol otlp, and the protocol is forward (%s): set %s: otlp, or drop this annotation", protoFrom, AnnotationUpstreamProtocol)
+	case ok && otlp:
+		sec.headers = s.parsed.(string)
+	case otlp:
+		sec.headers = p.UpstreamHeaders
+	}
+
+	tlsSet, tlsOK := pick(ps, ns, optTLS, "")
+	switch {
+	case otlp:
+		var plain, https string
+		for _, u := range r.upstream {
+			if strings.HasPrefix(u, "https://") {
+				https = cmp.Or(https, u)
+			} else {
+				plain = cmp.Or(plain, u)
+			}
+		}
+		switch {
+		case tlsOK && tlsSet.parsed.(bool) && plain != "":
+			return errorf(up.key, up.origin, "%q is plain http, but %s asks for TLS: write https://", plain, describe(tlsSet.key, tlsSet.origin))
+		case tlsOK && !tlsSet.parsed.(bool) && https != "":
+			return errorf(tlsSet.key, tlsSet.origin, "\"false\", but the upstream %q is https:// (with protocol otlp the URL's scheme says whether TLS is on): drop this annotation or write http://", https)
+		case !tlsOK && p.UpstreamTLS && plain != "":
+			return errorf(up.key, up.origin, "%q is plain http, but the cluster policy's upstreamTLS requires TLS: write https://", plain)
+		}
+		sec.tls = https != ""
+	case tlsOK:
+		sec.tls = tlsSet.parsed.(bool)
+	default:
 		sec.tls = p.UpstreamTLS
 	}
 
@@ -85,6 +150,14 @@ func (r *request) resolveSecurity(ps, ns annotationSet, p *Policy) error {
 		sec.serverName, sec.ca = "", nil
 	}
 
+	if otlp {
+		for _, opt := range []string{optSharedKey, optUser} {
+			if s, ok := pick(ps, ns, opt, ""); ok && s.origin == FromPod {
+				return errorf(s.key, s.origin, "the forward protocol's handshake, and the protocol is otlp (%s): put credentials in a Secret named by %s", protoFrom, AnnotationUpstreamHeaders)
+			}
+		}
+		return nil // the policy's shared key and user are for the forward protocol
+	}
 	if s, ok := pick(ps, ns, optSharedKey, ""); ok {
 		sec.sharedKey = ptr(s.parsed.(secretRef))
 	} else if p.UpstreamSharedKey != "" {
@@ -95,7 +168,7 @@ func (r *request) resolveSecurity(ps, ns annotationSet, p *Policy) error {
 		sec.sharedKey = &ref
 	}
 
-	s, ok := pick(ps, ns, optUser, "")
+	s, ok = pick(ps, ns, optUser, "")
 	switch {
 	case ok:
 		sec.user = ptr(s.parsed.(secretRef))
@@ -120,14 +193,25 @@ func (r *request) resolveSecurity(ps, ns annotationSet, p *Policy) error {
 
 func (r *request) warnUnlessTLS(s setting) {
 	if !r.security.tls {
-		r.warnings = append(r.warnings, fmt.Sprintf("%s is ignored: TLS to the upstream is off (set %s: \"true\" to turn it on)",
-			describe(s.key, s.origin), AnnotationUpstreamTLS))
+		fix := fmt.Sprintf("set %s: \"true\" to turn it on", AnnotationUpstreamTLS)
+		if r.security.protocol == config.ProtocolOTLP {
+			fix = "no upstream URL is https://"
+		}
+		r.warnings = append(r.warnings, fmt.Sprintf("%s is ignored: TLS to the upstream is off (%s)", describe(s.key, s.origin), fix))
 	}
 }
 
 // upstreamConfig is the agent configuration's part for sec: files under the mounts of
 // upstreamVolumes.
 func upstreamConfig(sec upstreamSecurity, u *config.Upstream) {
+	u.Compression = sec.compression
+	if sec.protocol == config.ProtocolOTLP {
+		u.Protocol = config.ProtocolOTLP
+		u.Mode = "" // the forward protocol's
+		if sec.headers != "" {
+			u.HeadersDir = UpstreamHeadersDir
+		}
+	}
 	if sec.tls {
 		u.TLS = &config.TLS{ServerName: sec.serverName}
 		if sec.ca != nil {
@@ -167,6 +251,13 @@ func upstreamVolumes(sec upstreamSecurity) ([]corev1.Volume, []corev1.VolumeMoun
 		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: dir, ReadOnly: true})
 	}
 	add(UpstreamCAVolume, UpstreamCADir, sec.ca)
+	if sec.headers != "" {
+		// Every key is a header: the Secret is projected whole.
+		vols = append(vols, corev1.Volume{Name: UpstreamHeadersVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: sec.headers,
+		}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: UpstreamHeadersVolume, MountPath: UpstreamHeadersDir, ReadOnly: true})
+	}
 	add(SharedKeyVolume, SharedKeyDir, sec.sharedKey)
 	if sec.user != nil {
 		add(UserVolume, UserDir, sec.user,

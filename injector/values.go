@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -104,14 +105,20 @@ func parseParser(v string) (string, error) {
 	return "", fmt.Errorf("got %q, want %q or %q", v, config.ParserNone, config.ParserJSON)
 }
 
-// parseUpstream parses a list of host:port addresses in failover order, at most maxServers.
+// parseUpstream parses a list of upstreams in failover order, at most maxServers: host:port
+// addresses, or http:// and https:// URLs. Which of the two the protocol wants is checked with
+// checkUpstreamProtocol once the protocol is known.
 func parseUpstream(v string, maxServers int) ([]string, error) {
 	entries := splitList(v)
 	if len(entries) == 0 {
-		return nil, errors.New("no address: want host:port[,host:port...] such as fluentd.logging:24224")
+		return nil, errors.New("no address: want host:port[,host:port...] such as fluentd.logging:24224, or with protocol otlp http(s)://host:port[/path]")
 	}
 	for i, s := range entries {
-		if err := checkServer(s); err != nil {
+		if isURL(s) {
+			if err := checkURL(s); err != nil {
+				return nil, err
+			}
+		} else if err := checkServer(s); err != nil {
 			return nil, err
 		}
 		if slices.Contains(entries[:i], s) {
@@ -122,6 +129,66 @@ func parseUpstream(v string, maxServers int) ([]string, error) {
 		return nil, fmt.Errorf("%d addresses, more than the %d the cluster policy allows (maxUpstreams)", len(entries), maxServers)
 	}
 	return entries, nil
+}
+
+// isURL reports whether an upstream entry is written as a URL (it has a scheme).
+func isURL(s string) bool { return strings.Contains(s, "://") }
+
+// checkURL is config.CheckURL and a check that the host is an IP address or a DNS name.
+func checkURL(s string) error {
+	if _, err := config.CheckURL(s); err != nil {
+		return err
+	}
+	u, _ := url.Parse(s)
+	host := u.Hostname()
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if errs := validation.IsDNS1123Subdomain(strings.TrimSuffix(strings.ToLower(host), ".")); len(errs) > 0 {
+		return fmt.Errorf("%q: host %q is neither an IP address nor a DNS name", s, host)
+	}
+	return nil
+}
+
+// checkUpstreamProtocol checks that every entry of an upstream list is what protocol wants:
+// host:port for the forward protocol, a URL for OTLP.
+func checkUpstreamProtocol(entries []string, protocol string) error {
+	for _, s := range entries {
+		switch {
+		case protocol == config.ProtocolOTLP && !isURL(s):
+			return fmt.Errorf("%q is not a URL: with protocol otlp each upstream is http://host:port[/path] or https://host:port[/path] (path %s by default)", s, config.DefaultOTLPPath)
+		case protocol != config.ProtocolOTLP && isURL(s):
+			return fmt.Errorf("%q is a URL, but the protocol is forward, whose upstreams are host:port: set %s: otlp to send OTLP/HTTP", s, AnnotationUpstreamProtocol)
+		}
+	}
+	return nil
+}
+
+// parseProtocol parses the value of AnnotationUpstreamProtocol.
+func parseProtocol(v string) (string, error) {
+	switch s := strings.TrimSpace(v); s {
+	case config.ProtocolForward, config.ProtocolOTLP:
+		return s, nil
+	}
+	return "", fmt.Errorf("got %q, want %q or %q", v, config.ProtocolForward, config.ProtocolOTLP)
+}
+
+// parseCompression parses the value of AnnotationUpstreamCompression.
+func parseCompression(v string) (string, error) {
+	switch s := strings.TrimSpace(v); s {
+	case config.CompressionNone, config.CompressionGzip:
+		return s, nil
+	}
+	return "", fmt.Errorf("got %q, want %q or %q", v, config.CompressionNone, config.CompressionGzip)
+}
+
+// parseSecretName parses a Secret's name alone (AnnotationUpstreamHeaders: every key is used).
+func parseSecretName(v string) (string, error) {
+	name := strings.TrimSpace(v)
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "", fmt.Errorf("got %q: want the name of a Secret in the pod's namespace, whose every key is a header (no /<key>)", v)
+	}
+	return name, nil
 }
 
 // checkServer is config.CheckHostPort and a check that the host is an IP address or a DNS name.

@@ -162,7 +162,7 @@ func TestDistance(t *testing.T) {
 
 func TestAnnotationTable(t *testing.T) {
 	consts := []string{AnnotationInject, AnnotationTail, AnnotationExclude, AnnotationMultiline, AnnotationParser,
-		AnnotationUpstream, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
+		AnnotationUpstream, AnnotationUpstreamProtocol, AnnotationUpstreamHeaders, AnnotationUpstreamCompression, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
 		AnnotationUpstreamSharedKey, AnnotationUpstreamUser, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
 		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus}
 	if len(consts) != len(options) {

@@ -61,6 +61,9 @@ func ownDirs(r *request, noToken bool) []ownDir {
 	if noToken {
 		dirs = append(dirs, ownDir{TokenDir, "empty service-account token directory " + TokenDir + " (not mounted when the pod sets automountServiceAccountToken: false)"})
 	}
+	if r.security.headers != "" {
+		dirs = append(dirs, ownDir{UpstreamHeadersDir, "mount of the upstream headers (" + AnnotationUpstreamHeaders + ") at " + UpstreamHeadersDir})
+	}
 	if r.security.ca != nil {
 		dirs = append(dirs, ownDir{UpstreamCADir, "mount of the upstream CA (" + AnnotationUpstreamCA + ") at " + UpstreamCADir})
 	}

@@ -77,7 +77,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(cfg, agent.Options{StateDir: *stateDir, Pod: pod, Logger: log})
+	a, err := agent.New(cfg, agent.Options{StateDir: *stateDir, Pod: pod, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,8 @@ import (
 	"github.com/sidelog/sidelog/sidecar/forward"
 	"github.com/sidelog/sidelog/sidecar/metrics"
 	"github.com/sidelog/sidelog/sidecar/multiline"
+	"github.com/sidelog/sidelog/sidecar/otlp"
+	"github.com/sidelog/sidelog/sidecar/parse"
 	"github.com/sidelog/sidelog/sidecar/record"
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
@@ -53,15 +55,53 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the metrics; nil for a new one.
 	Registry *metrics.Registry
+	// Version is the agent's, for the OTLP scope.
+	Version string
+}
+
+// upstream is what the agent needs of a protocol's client besides Send.
+type upstream interface {
+	Run(ctx context.Context) error
+	Drain(ctx context.Context) (batches, records int, err error)
+}
+
+// encoder appends one record of a file to a batch in the upstream's protocol.
+type encoder interface {
+	Append(dst []byte, t time.Time, line []byte) (out []byte, parsed bool)
+}
+
+// newEncoder returns the encoder of a file of container for the upstream's protocol, with the
+// json parser's scratch tr that the container's files share.
+func (a *Agent) newEncoder(container, file, parser string, tr *parse.Transcoder) encoder {
+	if a.otl != nil {
+		return otlp.NewEncoderWith(file, parser, tr)
+	}
+	return record.NewEncoderWith(a.pod, container, file, parser, tr)
+}
+
+// send hands a batch of in's records to the upstream client; Send blocks while the in-flight
+// limit is reached.
+func (a *Agent) send(in *stream, records []byte, count int, acked func()) error {
+	if a.otl == nil {
+		return a.fwd.Send(in.ctx, &forward.Batch{Tag: in.tag, Entries: records, Count: count, Acked: acked})
+	}
+	// The resource carries the pod's identity: built again once after the labels changed.
+	if in.resource == nil || in.resourceGen != a.podGen {
+		in.resource, in.resourceGen = otlp.AppendResource(nil, a.pod, in.cfg.Container), a.podGen
+	}
+	return a.otl.Send(in.ctx, &otlp.Batch{Resource: in.resource, Records: records, Count: count, Container: in.cfg.Container, Acked: acked})
 }
 
 // Agent tails the configured files and forwards their records.
 type Agent struct {
-	cfg    *config.Config
-	opts   Options
-	log    *slog.Logger
-	reg    *metrics.Registry
-	client *forward.Client
+	cfg  *config.Config
+	opts Options
+	log  *slog.Logger
+	reg  *metrics.Registry
+	// client is fwd or otl, whichever the upstream's protocol asks for.
+	client upstream
+	fwd    *forward.Client
+	otl    *otlp.Client
 	inputs []*stream
 	// free holds batch buffers whose batch was acknowledged, so that steady state allocates none.
 	free chan []byte
@@ -112,11 +152,19 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	inflight := cfg.Limits.MaxInflightBatches
 	a.free = make(chan []byte, inflight+len(cfg.Inputs))
 
-	client, err := forward.New(cfg.Upstream, inflight, a.reg, a.log)
-	if err != nil {
-		return nil, fmt.Errorf("upstream: %w", err)
+	if cfg.Upstream.Protocol == config.ProtocolOTLP {
+		client, err := otlp.New(cfg.Upstream, inflight, a.reg, a.log, otlp.WithVersion(opts.Version))
+		if err != nil {
+			return nil, fmt.Errorf("upstream: %w", err)
+		}
+		a.client, a.otl = client, client
+	} else {
+		client, err := forward.New(cfg.Upstream, inflight, a.reg, a.log)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: %w", err)
+		}
+		a.client, a.fwd = client, client
 	}
-	a.client = client
 
 	saved, err := checkpoint.Load(opts.StateDir)
 	if err != nil {
@@ -171,7 +219,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := a.client.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
-			a.log.Error("forward client stopped", "err", err)
+			a.log.Error("upstream client stopped", "err", err)
 		}
 	})
 	wg.Go(func() { a.checkpointLoop(bg) })

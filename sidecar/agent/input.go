@@ -5,9 +5,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
-	"github.com/sidelog/sidelog/sidecar/forward"
 	"github.com/sidelog/sidelog/sidecar/parse"
-	"github.com/sidelog/sidelog/sidecar/record"
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
 
@@ -35,6 +33,9 @@ type stream struct {
 	// files are the files with records in the current batch; each one's fileState.end is the
 	// offset its last record in the batch ends at.
 	files []*tail.File
+	// resource is the OTLP Resource of the input's batches, built for Agent.podGen resourceGen.
+	resource    []byte
+	resourceGen int
 	// stopped is set when a Send failed at the drain deadline: from then on records are not
 	// encoded, for nothing can be sent, and none of them is acknowledged, so the next start reads
 	// them again.
@@ -44,7 +45,7 @@ type stream struct {
 // fileState is the input's per-file state, kept in tail.File.Meta so that the per-record path
 // needs no map lookup. It is small: the file's pre-encoded fields, no scratch.
 type fileState struct {
-	enc     *record.Encoder
+	enc     encoder
 	gen     int // the Agent.podGen enc was built for
 	end     int64
 	inBatch bool
@@ -61,7 +62,7 @@ func (in *stream) Record(f *tail.File, rec []byte, end int64) {
 		f.Meta = st
 	}
 	if st.enc == nil || st.gen != in.agent.podGen {
-		st.enc, st.gen = record.NewEncoderWith(in.agent.pod, in.cfg.Container, f.Path, in.cfg.Parser, &in.tr), in.agent.podGen
+		st.enc, st.gen = in.agent.newEncoder(in.cfg.Container, f.Path, in.cfg.Parser, &in.tr), in.agent.podGen
 	}
 	if in.count == 0 {
 		in.started = in.now
@@ -85,7 +86,7 @@ func (in *stream) Record(f *tail.File, rec []byte, end int64) {
 	}
 }
 
-// flush hands the current batch to the forward client. It blocks while the in-flight limit is
+// flush hands the current batch to the upstream client. It blocks while the in-flight limit is
 // reached: that is what stops reading when the aggregator is slow.
 func (in *stream) flush() {
 	if in.count == 0 {
@@ -98,9 +99,8 @@ func (in *stream) flush() {
 		st.inBatch = false
 	}
 	a := in.agent
-	b := &forward.Batch{Tag: in.tag, Entries: in.buf, Count: in.count}
-	entries := in.buf
-	b.Acked = func() {
+	entries, count := in.buf, in.count
+	acked := func() {
 		for _, k := range acks {
 			k.file.Ack(k.end)
 		}
@@ -108,7 +108,7 @@ func (in *stream) flush() {
 		a.acked()
 	}
 	in.buf, in.count, in.files = nil, 0, in.files[:0]
-	if err := a.client.Send(in.ctx, b); err != nil {
+	if err := a.send(in, entries, count, acked); err != nil {
 		// Only the drain deadline ends a Send: the batch's positions stay unacknowledged, so the
 		// next start reads these records again.
 		in.stopped = true

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"path"
 	"regexp"
 	"strconv"
@@ -39,6 +40,17 @@ const (
 	CompressionNone = "none"
 	CompressionGzip = "gzip" // CompressedPackedForward mode
 )
+
+// Protocols of the upstream.
+const (
+	// ProtocolForward is the Fluentd forward protocol: servers are host:port. The default.
+	ProtocolForward = "forward"
+	// ProtocolOTLP is OTLP/HTTP with protobuf: servers are http:// or https:// URLs.
+	ProtocolOTLP = "otlp"
+)
+
+// DefaultOTLPPath is the path of an OTLP URL given without one, as in the OTLP specification.
+const DefaultOTLPPath = "/v1/logs"
 
 // Message modes of the forward protocol: how a batch's entries travel.
 const (
@@ -98,12 +110,22 @@ type Multiline struct {
 	FlushTimeout Duration `json:"flushTimeout,omitzero"`
 }
 
-// Upstream is the aggregator: Fluentd, Fluent Bit or anything that speaks the forward protocol.
+// Upstream is where records go: an aggregator that speaks the forward protocol (Fluentd, Fluent
+// Bit), or an OTLP/HTTP receiver (an OpenTelemetry Collector, a backend).
 type Upstream struct {
-	// Servers are host:port addresses in failover order: the agent uses the first that answers.
+	// Protocol is ProtocolForward (default) or ProtocolOTLP.
+	Protocol string `json:"protocol,omitempty"`
+	// Servers are, in failover order (the agent uses the first that answers), host:port addresses
+	// for the forward protocol and http://host:port[/path] or https:// URLs for OTLP (path
+	// DefaultOTLPPath when there is none).
 	Servers []string `json:"servers"`
-	// TLS, when set, wraps the connection in TLS.
+	// TLS, when set, wraps the connection in TLS. With OTLP it applies to the https URLs, and is
+	// refused when there is none.
 	TLS *TLS `json:"tls,omitempty"`
+	// HeadersDir is a directory whose files are HTTP headers of every OTLP request: a file's name
+	// is the header's name, its content (without a trailing newline) the value. Read again for
+	// every request, so that a rotated Secret takes effect without a restart. OTLP only.
+	HeadersDir string `json:"headersDir,omitempty"`
 	// SharedKeyFile is a file holding the forward protocol's shared key (HELO/PING/PONG
 	// authentication); empty for none.
 	SharedKeyFile string `json:"sharedKeyFile,omitempty"`
@@ -113,13 +135,13 @@ type Upstream struct {
 	// for a user with an empty username and password, as Fluent Bit's out_forward does.
 	UsernameFile string `json:"usernameFile,omitempty"`
 	PasswordFile string `json:"passwordFile,omitempty"`
-	// Mode is ModePackedForward (default) or ModeForward.
+	// Mode is ModePackedForward (default) or ModeForward. Forward protocol only.
 	Mode string `json:"mode,omitempty"`
 	// Compression is CompressionNone (default) or CompressionGzip, which makes PackedForward
 	// CompressedPackedForward.
 	Compression string `json:"compression,omitempty"`
 	// AckTimeout is how long to wait for a chunk's acknowledgement before resending it on a new
-	// connection. Default 30s.
+	// connection; with OTLP, for the answer to a request. Default 30s.
 	AckTimeout Duration `json:"ackTimeout,omitzero"`
 	// DialTimeout bounds one connection attempt. Default 5s.
 	DialTimeout Duration `json:"dialTimeout,omitzero"`
@@ -215,6 +237,16 @@ func Decode(r io.Reader) (*Config, error) {
 // Validate reports the first thing wrong with the upstream's servers, mode and compression.
 // Config.Validate calls it; the forward client does too, for an Upstream built in code.
 func (u *Upstream) Validate() error {
+	switch u.Protocol {
+	case "", ProtocolForward:
+	case ProtocolOTLP:
+		return u.validateOTLP()
+	default:
+		return fmt.Errorf("upstream.protocol: got %q, want %q or %q", u.Protocol, ProtocolForward, ProtocolOTLP)
+	}
+	if u.HeadersDir != "" {
+		return fmt.Errorf("upstream.headersDir: HTTP headers are for protocol %q only", ProtocolOTLP)
+	}
 	if len(u.Servers) == 0 {
 		return errors.New("upstream.servers: at least one host:port is required")
 	}
@@ -233,6 +265,59 @@ func (u *Upstream) Validate() error {
 		return errors.New("upstream.usernameFile: user authentication is part of the shared-key handshake: set upstream.sharedKeyFile too")
 	}
 	return nil
+}
+
+func (u *Upstream) validateOTLP() error {
+	if len(u.Servers) == 0 {
+		return errors.New("upstream.servers: at least one http:// or https:// URL is required")
+	}
+	https := false
+	for i, s := range u.Servers {
+		scheme, err := CheckURL(s)
+		if err != nil {
+			return fmt.Errorf("upstream.servers[%d]: %w", i, err)
+		}
+		https = https || scheme == "https"
+	}
+	switch {
+	case u.TLS != nil && !https:
+		return errors.New("upstream.tls: set, but no server is an https:// URL")
+	case u.Mode != "":
+		return fmt.Errorf("upstream.mode: a forward-protocol message mode, not for protocol %q", ProtocolOTLP)
+	case u.SharedKeyFile != "":
+		return fmt.Errorf("upstream.sharedKeyFile: the forward protocol's handshake, not for protocol %q (use headersDir)", ProtocolOTLP)
+	case u.UsernameFile != "" || u.PasswordFile != "":
+		return fmt.Errorf("upstream.usernameFile: the forward protocol's handshake, not for protocol %q (use headersDir)", ProtocolOTLP)
+	}
+	if field, err := CheckMessage("", u.Compression); err != nil {
+		return fmt.Errorf("upstream.%s: %w", field, err)
+	}
+	return nil
+}
+
+// CheckURL reports whether s is an OTLP/HTTP URL, http://host:port[/path] or https://, and
+// returns its scheme. A query, a fragment and a user are refused: the URL travels in the pod's
+// spec, so credentials belong in headers from a Secret.
+func CheckURL(s string) (scheme string, err error) {
+	const want = "want http://host:port[/path] or https://host:port[/path]"
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a URL (%s): %w", s, want, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("%q: scheme must be http or https; %s", s, want)
+	case u.Opaque != "" || u.Host == "":
+		return "", fmt.Errorf("%q has no host; %s", s, want)
+	case u.User != nil:
+		return "", fmt.Errorf("%q: no user in the URL: put credentials in headers from a Secret", s)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "", fmt.Errorf("%q: no query or fragment; %s", s, want)
+	}
+	if err := CheckHostPort(u.Host); err != nil {
+		return "", fmt.Errorf("%q: %w; %s", s, err, want)
+	}
+	return u.Scheme, nil
 }
 
 // CheckMessage checks a message mode and a compression ("" is the default of each) and names
@@ -272,7 +357,10 @@ func (c *Config) setDefaults() {
 	l.MaxFiles = cmp.Or(l.MaxFiles, d.MaxFiles)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, Duration(DefaultDrainTimeout))
 	u := &c.Upstream
-	u.Mode = cmp.Or(u.Mode, ModePackedForward)
+	u.Protocol = cmp.Or(u.Protocol, ProtocolForward)
+	if u.Protocol == ProtocolForward {
+		u.Mode = cmp.Or(u.Mode, ModePackedForward)
+	}
 	u.Compression = cmp.Or(u.Compression, CompressionNone)
 	u.AckTimeout = cmp.Or(u.AckTimeout, Duration(DefaultAckTimeout))
 	u.DialTimeout = cmp.Or(u.DialTimeout, Duration(DefaultDialTimeout))

@@ -20,6 +20,7 @@ func TestDecodeFillsDefaults(t *testing.T) {
 		Version: Version,
 		Inputs:  []Input{{Container: "app", Paths: []string{"/var/log/app/*.log"}, Parser: ParserNone}},
 		Upstream: Upstream{
+			Protocol:    ProtocolForward,
 			Servers:     []string{"fluentd.logging:24224"},
 			Mode:        ModePackedForward,
 			Compression: CompressionNone,
@@ -80,6 +81,16 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{"key twice, nested", strings.Replace(minimal, `"container":"app"`, `"container":"app","container":"api"`, 1), "inputs[0].container: appears twice in one object"},
 		{"user without password", strings.Replace(minimal, `"servers"`, `"sharedKeyFile":"/k","usernameFile":"/u","servers"`, 1), "upstream.usernameFile, upstream.passwordFile: set both or neither"},
 		{"user without shared key", strings.Replace(minimal, `"servers"`, `"usernameFile":"/u","passwordFile":"/p","servers"`, 1), "upstream.usernameFile: user authentication is part of the shared-key handshake: set upstream.sharedKeyFile too"},
+		{"bad protocol", strings.Replace(minimal, `"servers"`, `"protocol":"grpc","servers"`, 1), `upstream.protocol: got "grpc", want "forward" or "otlp"`},
+		{"otlp with host:port", strings.Replace(minimal, `"servers"`, `"protocol":"otlp","servers"`, 1), `upstream.servers[0]: "fluentd.logging:24224": scheme must be http or https`},
+		{"otlp without port", otlp(`"servers":["http://collector/v1/logs"]`), `upstream.servers[0]: "http://collector/v1/logs": "collector" is not host:port`},
+		{"otlp with a query", otlp(`"servers":["http://c:4318/v1/logs?x=1"]`), `upstream.servers[0]: "http://c:4318/v1/logs?x=1": no query or fragment`},
+		{"otlp with a user", otlp(`"servers":["https://u:p@c:4318"]`), `no user in the URL`},
+		{"otlp tls without https", otlp(`"servers":["http://c:4318"],"tls":{}`), `upstream.tls: set, but no server is an https:// URL`},
+		{"otlp mode", otlp(`"servers":["http://c:4318"],"mode":"Forward"`), `upstream.mode: a forward-protocol message mode`},
+		{"otlp shared key", otlp(`"servers":["http://c:4318"],"sharedKeyFile":"/k"`), `upstream.sharedKeyFile: the forward protocol's handshake`},
+		{"otlp bad compression", otlp(`"servers":["http://c:4318"],"compression":"zstd"`), `upstream.compression: got "zstd"`},
+		{"headers with forward", strings.Replace(minimal, `"servers"`, `"headersDir":"/h","servers"`, 1), `upstream.headersDir: HTTP headers are for protocol "otlp" only`},
 		{"duplicate container", strings.Replace(minimal, `]}],`, `]},{"container":"app","paths":["/x"]}],`, 1), `inputs[1].container: "app" appears twice`},
 	}
 	for _, tt := range tests {
@@ -89,6 +100,30 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 				t.Errorf("Parse() error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// otlp returns minimal with an OTLP upstream whose other fields are upstream.
+func otlp(upstream string) string {
+	return strings.Replace(minimal, `{"servers":["fluentd.logging:24224"]}`, `{"protocol":"otlp",`+upstream+`}`, 1)
+}
+
+func TestDecodeOTLP(t *testing.T) {
+	c, err := Parse([]byte(otlp(`"servers":["https://otel.example:4318","http://[::1]:4318/custom/logs"],"tls":{"caFile":"/ca"},"headersDir":"/h","compression":"gzip"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Upstream{
+		Protocol:    ProtocolOTLP,
+		Servers:     []string{"https://otel.example:4318", "http://[::1]:4318/custom/logs"},
+		TLS:         &TLS{CAFile: "/ca"},
+		HeadersDir:  "/h",
+		Compression: CompressionGzip,
+		AckTimeout:  Duration(DefaultAckTimeout),
+		DialTimeout: Duration(DefaultDialTimeout),
+	}
+	if diff := cmp.Diff(want, c.Upstream); diff != "" {
+		t.Errorf("upstream mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -106,6 +141,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(`{"version":"sidelog.io/agent/v1","inputs":[{"container":"a","paths":["/**"],"multiline":{"firstLine":"^\\d"}}],"upstream":{"servers":["[::1]:1"],"tls":{}},"limits":{"maxLineBytes":1}}`))
 	f.Add([]byte(`{"version":"sidelog.io/agent/v1","drainTimeout":"1h"}`))
+	f.Add([]byte(otlp(`"servers":["https://otel.example:4318/v1/logs"],"tls":{"serverName":"otel"},"headersDir":"/h","compression":"gzip"`)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/delivery"
 	"github.com/sidelog/sidelog/sidecar/metrics"
 )
 
@@ -126,9 +127,9 @@ type Batch struct {
 
 // Defaults of the options.
 const (
-	DefaultMinBackoff = 250 * time.Millisecond
-	DefaultMaxBackoff = 30 * time.Second
-	DefaultFailback   = time.Minute
+	DefaultMinBackoff = delivery.DefaultMinBackoff
+	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	DefaultFailback   = delivery.DefaultFailback
 )
 
 // Option changes a default of New.
@@ -164,19 +165,15 @@ type Client struct {
 	log   *slog.Logger
 	m     clientMetrics
 
-	// slots holds one token per batch given to Send and not yet reported acknowledged.
-	slots chan struct{}
-	// wake tells Run that Send queued a batch.
-	wake    chan struct{}
+	// win counts the batches given to Send and not yet reported acknowledged; it makes Send
+	// block and Drain wait, and wakes Run when Send queued a batch.
+	win     *delivery.Window
 	running atomic.Bool
 
 	mu sync.Mutex
 	// queue holds, in Send order, every batch not yet reported acknowledged. Send appends;
 	// only Run's goroutine changes anything else.
-	queue   []*pending
-	entries int // sum of Count over queue
-	// empty is closed while queue is empty, for Drain.
-	empty chan struct{}
+	queue []*pending
 
 	chunkPrefix [8]byte
 	chunkSeq    atomic.Uint64
@@ -236,16 +233,13 @@ func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.
 		cfg:   cfg,
 		limit: maxInflight,
 		log:   log,
-		slots: make(chan struct{}, maxInflight),
-		wake:  make(chan struct{}, 1),
-		empty: make(chan struct{}),
+		win:   delivery.NewWindow(maxInflight),
 		opts: options{
 			minBackoff: DefaultMinBackoff,
 			maxBackoff: DefaultMaxBackoff,
 			failback:   DefaultFailback,
 		},
 	}
-	close(c.empty)
 	for _, o := range opts {
 		o(&c.opts)
 	}
@@ -296,28 +290,15 @@ func (c *Client) Send(ctx context.Context, b *Batch) error {
 	case len(b.Entries) == 0 || b.Count <= 0:
 		return fmt.Errorf("forward: Send of an empty batch (%d bytes, count %d)", len(b.Entries), b.Count)
 	}
-	select {
-	case c.slots <- struct{}{}:
-	default:
-		select {
-		case c.slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := c.win.Acquire(ctx, b.Count); err != nil {
+		return err
 	}
 	p := &pending{b: b, chunk: c.nextChunk()}
 	c.mu.Lock()
-	if len(c.queue) == 0 {
-		c.empty = make(chan struct{})
-	}
 	c.queue = append(c.queue, p)
-	c.entries += b.Count
 	c.mu.Unlock()
 	c.m.inflight.Add(1)
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.win.Notify()
 	return nil
 }
 
@@ -335,23 +316,5 @@ func (c *Client) nextChunk() string {
 // ends; it returns the number of batches and entries still unacknowledged, and ctx's error if it
 // ended first. Run must be running for anything to be acknowledged.
 func (c *Client) Drain(ctx context.Context) (batches, entries int, err error) {
-	for {
-		c.mu.Lock()
-		batches, entries, empty := len(c.queue), c.entries, c.empty
-		c.mu.Unlock()
-		if batches == 0 {
-			return 0, 0, nil
-		}
-		select {
-		case <-empty:
-		case <-ctx.Done():
-			c.mu.Lock()
-			batches, entries = len(c.queue), c.entries
-			c.mu.Unlock()
-			if batches == 0 {
-				return 0, 0, nil
-			}
-			return batches, entries, ctx.Err()
-		}
-	}
+	return c.win.Drain(ctx)
 }

@@ -7,11 +7,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/delivery"
 	"github.com/sidelog/sidelog/sidecar/msgpack"
 )
 
@@ -50,7 +50,7 @@ func (c *Client) Run(ctx context.Context) error {
 	)
 	for {
 		if cn == nil {
-			if failures > 0 && !sleep(ctx, c.backoff(failures)) {
+			if failures > 0 && !delivery.Sleep(ctx, delivery.Backoff(failures, c.opts.minBackoff, c.opts.maxBackoff)) {
 				return nil
 			}
 			cn = c.connect(ctx, len(c.cfg.Servers))
@@ -107,29 +107,6 @@ func (c *Client) requeue() int {
 		}
 	}
 	return n
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// backoff returns the wait before connection attempt n+1 after n failures: exponential, with
-// half of it random.
-func (c *Client) backoff(n int) time.Duration {
-	d := c.opts.maxBackoff
-	if n-1 < 32 {
-		if e := c.opts.minBackoff << (n - 1); e > 0 && e < d {
-			d = e
-		}
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // connect tries the first n servers in order and returns a connection to the first that answers,
@@ -257,7 +234,7 @@ func (c *Client) serve(ctx context.Context, cn *conn) (next *conn, progressed bo
 		select {
 		case <-ctx.Done():
 			return next, progressed, ctx.Err()
-		case <-c.wake:
+		case <-c.win.Woken():
 		case chunk := <-acks:
 			if c.ack(chunk) {
 				progressed = true
@@ -429,15 +406,11 @@ func (c *Client) ack(chunk string) bool {
 			p.b.Acked()
 		}
 		c.m.inflight.Add(-1)
-		<-c.slots
 		c.mu.Lock()
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
-		c.entries -= p.b.Count
-		if len(c.queue) == 0 {
-			close(c.empty)
-		}
 		c.mu.Unlock()
+		c.win.Release(p.b.Count)
 	}
 }
 
