@@ -151,6 +151,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			Container:    ic.Container,
 			ScanInterval: cfg.Limits.PollInterval.D(),
 			Logger:       a.log,
+			ReadFrom:     ic.ReadFrom,
+			IgnoreOlder:  ic.IgnoreOlder.D(),
 		}, in)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", ic.Container, err)
