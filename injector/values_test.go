@@ -162,6 +162,7 @@ func TestDistance(t *testing.T) {
 
 func TestAnnotationTable(t *testing.T) {
 	consts := []string{AnnotationInject, AnnotationTail, AnnotationExclude, AnnotationMultiline, AnnotationParser,
+		AnnotationReadFrom, AnnotationIgnoreOlder, AnnotationTimeKey, AnnotationTimeFormat,
 		AnnotationUpstream, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
 		AnnotationUpstreamSharedKey, AnnotationUpstreamUser, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
 		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus}
