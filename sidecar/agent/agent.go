@@ -10,6 +10,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/sidelog/sidelog/sidecar/forward"
 	"github.com/sidelog/sidelog/sidecar/metrics"
 	"github.com/sidelog/sidelog/sidecar/multiline"
+	"github.com/sidelog/sidelog/sidecar/parse"
 	"github.com/sidelog/sidelog/sidecar/record"
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
@@ -133,6 +135,16 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		}
 		if in.tag == "" {
 			in.tag = record.Tag(opts.Pod, ic.Container)
+		}
+		if ic.TimeKey != "" && ic.Parser == config.ParserJSON {
+			tf, err := parse.NewTimeFormat(cmp.Or(ic.TimeFormat, config.TimeRFC3339))
+			if err != nil {
+				return nil, fmt.Errorf("input %q: timeFormat: %w", ic.Container, err)
+			}
+			in.tr.TimeKey, in.timeFormat = ic.TimeKey, tf
+			in.timeErrors = a.reg.Counter("sidelog_time_parse_errors_total",
+				"Parsed lines whose time field (timeKey) was missing or not a time in timeFormat: stamped with the time they were read.",
+				"container", ic.Container)
 		}
 		var mine []checkpoint.Entry
 		for _, e := range saved {

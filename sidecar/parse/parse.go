@@ -53,6 +53,10 @@ type Transcoder struct {
 	// Rename gives new names to top-level keys of the object (compared after unescaping); the
 	// other keys keep theirs. It is read, never written.
 	Rename map[string]string
+	// TimeKey, if set, is the top-level key whose value Scan notes for TimeValue and EventTime
+	// (compared with the key as written in the line, escapes and all; the last one wins, as
+	// with encoding/json).
+	TimeKey string
 
 	line []byte
 	// counts are the element counts of the line's objects and arrays in the order they open.
@@ -64,6 +68,10 @@ type Transcoder struct {
 	strs    []int
 	members int
 	scanned bool
+	// timeStart and timeEnd delimit the value of TimeKey in line; timeEnd is 0 when there is none.
+	timeStart, timeEnd int
+	timeEscaped        bool
+	timeBuf            []byte // an unescaped time string
 	// small counts the lines in a row that used less than a quarter of the scratch.
 	small int
 }
@@ -124,7 +132,7 @@ type number struct {
 func (t *Transcoder) Scan(line []byte) (members int, err error) {
 	t.scanned = false
 	t.shrink()
-	s := scanner{b: line, counts: t.counts[:0], nums: t.nums[:0], strs: t.strs[:0]}
+	s := scanner{b: line, counts: t.counts[:0], nums: t.nums[:0], strs: t.strs[:0], timeKey: t.TimeKey}
 	s.space()
 	if s.i >= len(s.b) || s.b[s.i] != '{' {
 		err = s.fail("not a JSON object")
@@ -140,6 +148,7 @@ func (t *Transcoder) Scan(line []byte) (members int, err error) {
 		return 0, err
 	}
 	t.line, t.members, t.scanned = line, s.counts[0], true
+	t.timeStart, t.timeEnd, t.timeEscaped = s.timeStart, s.timeEnd, s.timeEscaped
 	return t.members, nil
 }
 
@@ -172,6 +181,10 @@ type scanner struct {
 	counts []int
 	nums   []number
 	strs   []int
+
+	timeKey            string
+	timeStart, timeEnd int
+	timeEscaped        bool
 }
 
 func (s *scanner) fail(msg string) error { return &SyntaxError{Offset: s.i, Msg: msg} }
@@ -241,13 +254,16 @@ func (s *scanner) container(open byte) error {
 		s.i++
 	} else {
 		for {
+			isTime := false
 			if open == '{' {
 				if s.i >= len(s.b) || s.b[s.i] != '"' {
 					return s.unexpected()
 				}
+				keyStart := s.i + 1
 				if err := s.str(); err != nil {
 					return err
 				}
+				isTime = s.depth == 1 && s.timeKey != "" && string(s.b[keyStart:s.i-1]) == s.timeKey
 				s.space()
 				if s.i >= len(s.b) || s.b[s.i] != ':' {
 					return s.unexpected()
@@ -255,8 +271,13 @@ func (s *scanner) container(open byte) error {
 				s.i++
 				s.space()
 			}
+			valueStart := s.i
 			if err := s.value(); err != nil {
 				return err
+			}
+			if isTime {
+				s.timeStart, s.timeEnd = valueStart, s.i
+				s.timeEscaped = s.b[valueStart] == '"' && s.strs[len(s.strs)-1]&strEscaped != 0
 			}
 			n++
 			s.space()

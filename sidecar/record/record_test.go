@@ -260,3 +260,46 @@ func TestSharedScratch(t *testing.T) {
 		t.Errorf("after small lines the shared scratch is %d bytes, want at most %d", held, parse.KeepScratch)
 	}
 }
+
+func TestEventTime(t *testing.T) {
+	read := time.Unix(1800000000, 5)
+	tr := &parse.Transcoder{TimeKey: "ts"}
+	e := NewEncoderWith(pod, "app", "/var/log/app/audit.json", config.ParserJSON, tr)
+	f, err := parse.NewTimeFormat(config.TimeEpochMillis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	misses := 0
+	e.SetEventTime(f, func() { misses++ })
+	for _, tt := range []struct {
+		name, line string
+		want       time.Time
+		miss       bool
+	}{
+		{"time from the line", `{"ts":1714566645123,"msg":"a"}`, time.Unix(1714566645, 123e6), false},
+		{"string of a number", `{"msg":"a","ts":"1714566645123"}`, time.Unix(1714566645, 123e6), false},
+		{"unparsable: the read time, counted", `{"ts":"soon","msg":"a"}`, read, true},
+		{"missing: the read time, counted", `{"msg":"a"}`, read, true},
+		{"not JSON: the read time, not counted here", `plain`, read, false},
+	} {
+		before := misses
+		b, _ := e.Append(nil, read, []byte(tt.line))
+		ts, rec, _ := entry(t, b)
+		if !ts.Equal(tt.want) {
+			t.Errorf("%s: time %v, want %v", tt.name, ts, tt.want)
+		}
+		if got := misses > before; got != tt.miss {
+			t.Errorf("%s: counted %v, want %v", tt.name, got, tt.miss)
+		}
+		if strings.HasPrefix(tt.line, "{") && rec["msg"] != "a" {
+			t.Errorf("%s: record %v lost its fields", tt.name, rec)
+		}
+		if tt.name == "time from the line" && rec["ts"] != int64(1714566645123) {
+			t.Errorf("%s: the time field is kept in the record: %v", tt.name, rec["ts"])
+		}
+	}
+	line, dst := []byte(`{"ts":1714566645123,"msg":"a"}`), make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() { e.Append(dst, read, line) }); n != 0 {
+		t.Errorf("%v allocations per line with an event time, want 0", n)
+	}
+}
