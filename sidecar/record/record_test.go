@@ -208,14 +208,26 @@ func TestNoAllocs(t *testing.T) {
 // BenchmarkAppend measures the hot path: 200-byte lines with no parser, into a batch buffer that
 // is reused as the agent reuses acknowledged batches.
 func BenchmarkAppend(b *testing.B) {
+	// The json line of make bench's JSON workload: 15 fields, three of them objects.
+	const wide = `{"time":"2026-11-25T08:22:04.123Z","level":"info","logger":"com.example.shop.checkout.CheckoutController","thread":"http-nio-8080-exec-4","msg":"request served","seq":123456,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","http":{"method":"POST","path":"/cart/checkout","status":200,"duration_ms":3.25},"user":{"id":4711,"tier":"gold","country":"DE"},"cart":{"items":3,"total":129.95,"currency":"EUR"},"region":"eu-west-1","cache_hit":false,"attempt":1,"tags":["web","checkout"]}`
 	for _, bc := range []struct {
-		name, parser, line string
+		name, parser, line, timeKey string
 	}{
-		{"none/200B", config.ParserNone, strings.Repeat("x", 200)},
-		{"json/200B", config.ParserJSON, `{"level":"info","ts":"2024-05-01T10:00:00.123Z","caller":"api/handler.go:88","msg":"request served","method":"GET","path":"/api/v1/orders/12345","status":200,"latency_ms":12.75}`},
+		{"none/200B", config.ParserNone, strings.Repeat("x", 200), ""},
+		{"json/200B", config.ParserJSON, `{"level":"info","ts":"2024-05-01T10:00:00.123Z","caller":"api/handler.go:88","msg":"request served","method":"GET","path":"/api/v1/orders/12345","status":200,"latency_ms":12.75}`, ""},
+		{"json/420B-15-fields", config.ParserJSON, wide, ""},
+		{"json/420B-15-fields-time", config.ParserJSON, wide, "time"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			e := NewEncoder(pod, "app", "/var/log/app/app.log", bc.parser)
+			tr := &parse.Transcoder{TimeKey: bc.timeKey}
+			e := NewEncoderWith(pod, "app", "/var/log/app/app.log", bc.parser, tr)
+			if bc.timeKey != "" {
+				f, err := parse.NewTimeFormat(config.TimeRFC3339)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e.SetEventTime(f, func() { b.Fatal("no time") })
+			}
 			line := []byte(bc.line)
 			buf := make([]byte, 0, 1<<20)
 			now := time.Now()
