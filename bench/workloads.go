@@ -46,7 +46,7 @@ var workloads = []workload{
 		write:     writeJava,
 	},
 	{
-		name: "json", title: "JSON: 15 fields, nested (~420 B)",
+		name: "json", title: "JSON: 15 fields, nested (~510 B)",
 		input: func(dir string) config.Input {
 			return config.Input{Container: "app", Paths: []string{dir + "/*.log"}, Parser: config.ParserJSON,
 				TimeKey: "time", TimeFormat: config.TimeRFC3339}

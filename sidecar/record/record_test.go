@@ -215,8 +215,8 @@ func BenchmarkAppend(b *testing.B) {
 	}{
 		{"none/200B", config.ParserNone, strings.Repeat("x", 200), ""},
 		{"json/200B", config.ParserJSON, `{"level":"info","ts":"2024-05-01T10:00:00.123Z","caller":"api/handler.go:88","msg":"request served","method":"GET","path":"/api/v1/orders/12345","status":200,"latency_ms":12.75}`, ""},
-		{"json/420B-15-fields", config.ParserJSON, wide, ""},
-		{"json/420B-15-fields-time", config.ParserJSON, wide, "time"},
+		{"json/506B-15-fields", config.ParserJSON, wide, ""},
+		{"json/506B-15-fields-time", config.ParserJSON, wide, "time"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			tr := &parse.Transcoder{TimeKey: bc.timeKey}
