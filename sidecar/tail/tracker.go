@@ -76,10 +76,10 @@ func (tr *tracker) startAt(id fingerprint.ID, size int64) {
 
 // tooOld reports whether a file found on id with modTime is to be left closed for its age at
 // now: it is older than ignoreOlder, and no remembered position (a parked file, or a checkpoint
-// entry of the last run) names its inode -- a file already being read is not given up because
-// its writer paused.
+// entry of the last run) names its inode, and it is not waiting for a place (MaxFiles) -- a file
+// already taken on is not given up because its writer paused or its turn was long in coming.
 func (tr *tracker) tooOld(id fingerprint.ID, modTime, now time.Time, ignoreOlder time.Duration) bool {
-	if ignoreOlder <= 0 || now.Sub(modTime) <= ignoreOlder || tr.parkedFile(id) != nil {
+	if ignoreOlder <= 0 || now.Sub(modTime) <= ignoreOlder || tr.parkedFile(id) != nil || tr.waiting[id] != nil {
 		return false
 	}
 	return !slices.ContainsFunc(tr.saved, func(s *saved) bool { return s.ID == id })

@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -200,6 +201,7 @@ func TestTrackerTooOld(t *testing.T) {
 		{"a parked file is being read: never ignored", parkedAt(inoA, oldHead, 40, 47), nil, now.Add(-48 * time.Hour), limit, false},
 		{"a checkpointed file resumes however old", nil, savedAt(inoA, oldHead, 30), now.Add(-48 * time.Hour), limit, false},
 		{"a checkpoint of another inode does not save it", nil, savedAt(inoB, oldHead, 30), now.Add(-48 * time.Hour), limit, true},
+		{"waiting for a place (maxFiles) when it became old: still read", nil, nil, now.Add(-48 * time.Hour), limit, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTracker(testFP, DefaultRotateWait)
@@ -208,6 +210,9 @@ func TestTrackerTooOld(t *testing.T) {
 			}
 			if tt.saved != nil {
 				tr.saved = []*saved{tt.saved}
+			}
+			if strings.HasPrefix(tt.name, "waiting") {
+				tr.waiting[inoA] = &candidate{id: inoA}
 			}
 			if got := tr.tooOld(inoA, tt.modTime, now, tt.limit); got != tt.want {
 				t.Errorf("tooOld = %v, want %v", got, tt.want)
