@@ -3,6 +3,7 @@
 // Command bench is the agent's throughput harness, run by `make bench`:
 //
 //	go run ./bench --agent bin/sidelog-agent [--lines 5000000] [--runs 3] [--rate 10] [--rate-for 10s] [--idle-for 5s]
+//	    [--workloads single,java,json] [--mixed-lines 2000000] [--fluent-bit PATH] [--skip-single]
 //
 // It writes a file of 200-byte log lines and measures, in the same run:
 //
@@ -19,7 +20,17 @@
 //     (filelog receiver → memory limiter → batch → otlphttp exporter, compression off as the
 //     agent's) on the same file, pinned to the same core, to the same receiver.
 //
-// It prints one table, each figure next to its target and the ceiling. Targets are reported, not
+// It prints one table, each figure next to its target and the ceiling.
+//
+// Then it compares the agent with Fluent Bit on three workloads (compare.go, peer.go): single
+// lines, Java stack traces of realistic depth between plain lines (the java multiline preset,
+// Fluent Bit's multiline.parser java), and JSON objects of 15 fields, three nested (the json
+// parser with the time from a field, Fluent Bit's json parser with time_key). Each file is read
+// from its start by the agent and then by Fluent Bit (in_tail, file_cache_advise off, out_forward
+// with require_ack_response), each pinned to the same core, to a counting receiver of this
+// process; the table gives lines/s, CPU-seconds per GB and peak RSS of both and the targets
+// against Fluent Bit. Fluent Bit is --fluent-bit, else $FLUENT_BIT, else fluent-bit on PATH;
+// without one the harness says so and measures the agent alone. Targets are reported, not
 // asserted: it exits non-zero only when something malfunctioned (records missing, a process
 // failed). MB and GB are decimal (10^6, 10^9 bytes); RSS is in MiB.
 //
@@ -54,6 +65,11 @@ type options struct {
 	idleFor time.Duration
 	keep    bool
 	otelcol string
+	// The three-workload comparison with Fluent Bit.
+	workloads  string // comma-separated workload names; "" for none
+	mixedLines int    // lines of the java and json files
+	fluentBit  string
+	skipSingle bool // skip the single-line table (ceiling, 10 MB/s, idle)
 }
 
 func main() {
@@ -74,6 +90,10 @@ func main() {
 	flag.DurationVar(&o.idleFor, "idle-for", 5*time.Second, "length of the idle run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (files, agent logs) and print its path")
 	flag.StringVar(&o.otelcol, "otelcol", "", "an OpenTelemetry Collector binary with file_log and otlp_http (../shared/tools/otelcol/install.sh) to measure beside the agent; empty skips it")
+	flag.StringVar(&o.workloads, "workloads", "single,java,json", "workloads of the comparison with Fluent Bit (single, java, json); empty for none")
+	flag.IntVar(&o.mixedLines, "mixed-lines", 2_000_000, "lines of the java and json files of the comparison")
+	flag.StringVar(&o.fluentBit, "fluent-bit", "", "the Fluent Bit binary of the comparison (default $FLUENT_BIT, else fluent-bit on PATH)")
+	flag.BoolVar(&o.skipSingle, "skip-single", false, "skip the single-line table (ceiling, steady rate, idle) and run only the comparison")
 	flag.Parse()
 	if err := run(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -85,8 +105,8 @@ func run(o *options) error {
 	switch {
 	case o.agent == "":
 		return errors.New("--agent: the sidelog-agent binary is required (make build puts it in bin/)")
-	case o.lines <= 0 || o.runs <= 0 || o.rate <= 0 || o.rateFor <= 0 || o.idleFor <= 0:
-		return errors.New("--lines, --runs, --rate, --rate-for and --idle-for must be positive")
+	case o.lines <= 0 || o.runs <= 0 || o.rate <= 0 || o.rateFor <= 0 || o.idleFor <= 0 || o.mixedLines <= 0:
+		return errors.New("--lines, --runs, --rate, --rate-for, --idle-for and --mixed-lines must be positive")
 	}
 	agent, err := filepath.Abs(o.agent)
 	if err != nil {
@@ -112,7 +132,37 @@ func run(o *options) error {
 		defer os.RemoveAll(work)
 	}
 	b := &bench{opts: o, cpus: cpus, work: work}
+	var ws []workload
+	if o.workloads != "" {
+		if ws, err = workloadsNamed(o.workloads); err != nil {
+			return err
+		}
+	}
+	var note string
+	if len(ws) > 0 {
+		b.fluentBit, note = fluentBitPath(o.fluentBit)
+		if note != "" {
+			fmt.Fprintln(os.Stderr, "bench:", note)
+		}
+	}
+	if !o.skipSingle {
+		if err := b.single(fi.Size()); err != nil {
+			return err
+		}
+	}
+	if len(ws) > 0 {
+		cs, err := b.compare(ws)
+		if err != nil {
+			return err
+		}
+		printComparison(os.Stdout, o, cpus, b.fluentBit, note, cs)
+	}
+	return nil
+}
 
+// single measures the single-line table: the ceiling, full speed, a steady rate and idle.
+func (b *bench) single(binary int64) error {
+	o := b.opts
 	fmt.Fprintf(os.Stderr, "writing %d lines of %d bytes...\n", o.lines, lineBytes)
 	file, err := b.writeFile()
 	if err != nil {
@@ -160,7 +210,7 @@ func run(o *options) error {
 		}
 		idle = append(idle, r)
 	}
-	printTable(os.Stdout, o, cpus, fi.Size(), ceil, full, steady, idle)
+	printTable(os.Stdout, o, b.cpus, binary, ceil, full, steady, idle)
 	printOTLPTable(os.Stdout, o, otlpFull, coll)
 	return nil
 }

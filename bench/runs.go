@@ -37,6 +37,10 @@ type bench struct {
 	cpus cpuPlan
 	work string
 	seq  int // numbers the runs' directories
+	// input, when set, is the agent's input for a log directory (a workload's); else plain lines.
+	input func(logDir string) config.Input
+	// fluentBit is the Fluent Bit binary of the comparison, "" for none.
+	fluentBit string
 }
 
 // mkdir makes a new directory for one run of kind.
@@ -292,9 +296,13 @@ func (b *bench) startAgent(logDir string, otlp bool) (*agent, error) {
 		}
 		srv, upstream.Servers = s, []string{s.Addr()}
 	}
+	in := config.Input{Container: "app", Paths: []string{logDir + "/*.log"}}
+	if b.input != nil {
+		in = b.input(logDir)
+	}
 	doc, err := (&config.Config{
 		Version:    config.Version,
-		Inputs:     []config.Input{{Container: "app", Paths: []string{logDir + "/*.log"}}},
+		Inputs:     []config.Input{in},
 		Upstream:   upstream,
 		LabelsFile: labels,
 		// The run's last batch is not full: with the default flush interval it would wait a

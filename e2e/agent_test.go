@@ -518,3 +518,92 @@ func copyFile(t testing.TB, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestAgentOldFilesOnLogVolume starts an injected agent on a log volume that already holds
+// files, as a new pod of a StatefulSet finds its PersistentVolumeClaim: on a PVC (read-from
+// auto is tail there, ignore-older set) only what is written after the agent started is
+// shipped, and the line's own time stamps a JSON record; on an emptyDir (auto is head) every
+// line is, for nothing there was shipped before.
+func TestAgentOldFilesOnLogVolume(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		source     corev1.VolumeSource
+		oldShipped bool
+	}{
+		{"pvc", corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "checkout-logs-0"}}, false},
+		{"emptyDir", corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			recv := startReceiver(t)
+			pod := logPod(dir, map[string]string{
+				"sidelog.io/tail":         dir + "/*.log",
+				"sidelog.io/parser":       "json",
+				"sidelog.io/time-key":     "time",
+				"sidelog.io/ignore-older": "7d",
+				"sidelog.io/upstream":     recv.Addr,
+			})
+			pod.Spec.Volumes[0].VolumeSource = tt.source
+			pod = inject(t, pod)
+
+			// What the volume held before this pod: a log a month old, and one written an hour ago.
+			monthOld, hourOld := numbered("shipped by the last pod", 0, 200), numbered("written before the agent started", 0, 300)
+			appendFile(t, filepath.Join(dir, "archive.log"), monthOld...)
+			appendFile(t, filepath.Join(dir, "current.log"), hourOld...)
+			for name, age := range map[string]time.Duration{"archive.log": 30 * 24 * time.Hour, "current.log": time.Hour} {
+				when := time.Now().Add(-age)
+				if err := os.Chtimes(filepath.Join(dir, name), when, when); err != nil {
+					t.Fatal(err)
+				}
+			}
+			agent := runInjectedAgent(t, pod, map[string]string{"logs": dir})
+			// The app writes once the agent's first scan has seen the volume (it logs the month-old
+			// file it ignores), as it would once the startup probe passed.
+			eventually(t, 30*time.Second, "the agent's first scan", func() error {
+				if !strings.Contains(agent.output.String(), "archive.log") {
+					return fmt.Errorf("no word of archive.log in the agent's log yet")
+				}
+				return nil
+			})
+
+			fresh := numbered("written after the agent started", 0, 100)
+			appendFile(t, filepath.Join(dir, "current.log"), fresh...)
+			revived := numbered("archive written again", 0, 10)
+			appendFile(t, filepath.Join(dir, "archive.log"), revived...)
+			stamped := `{"time":"2024-05-01T12:30:45.5Z","msg":"backlog line"}`
+			appendFile(t, filepath.Join(dir, "new.log"), stamped)
+
+			var want []string
+			if tt.oldShipped {
+				// On an emptyDir the files are this pod's own: ignore-older still leaves the
+				// month-old file's old content out, everything else is read from its head.
+				want = append(want, hourOld...)
+			}
+			want = append(append(want, fresh...), revived...)
+			recv.wait(t, len(want)+1)
+			if err := agent.stop(t); err != nil {
+				t.Fatalf("agent exit after SIGTERM = %v, want 0", err)
+			}
+			var got []string
+			var backlog *received
+			for _, r := range recv.records() {
+				if r.Attributes["msg"] == "backlog line" {
+					backlog = &r
+					continue
+				}
+				got = append(got, r.Log)
+			}
+			sort.Strings(got)
+			sort.Strings(want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("records (-want +got):\n%s", diff)
+			}
+			if backlog == nil {
+				t.Fatal("the JSON line of the new file did not arrive")
+			}
+			if wantTime := time.Date(2024, 5, 1, 12, 30, 45, 5e8, time.UTC); !backlog.Time.Equal(wantTime) {
+				t.Errorf("backlog record time %v, want the line's own %v", backlog.Time, wantTime)
+			}
+		})
+	}
+}

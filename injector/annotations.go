@@ -43,6 +43,51 @@ const (
 	// sidelog.io/parser.<container> for one. Default "none".
 	AnnotationParser = Prefix + "parser"
 
+	// AnnotationReadFrom is where the agent starts a file that it has no checkpoint for and
+	// that already exists when it starts: "head" (its first byte), "tail" (its end: only lines
+	// written after the agent started are shipped, as Fluent Bit's read_from_head false and the
+	// OpenTelemetry filelog receiver's start_at end) or "auto". A file created while the agent
+	// runs -- a new log, a rotation's new file -- is read from its head whatever this says, and
+	// a file with a checkpoint resumes at it.
+	//
+	// Default "auto" (the policy's readFrom): "head" when every volume the container's globs
+	// are on is new with the pod (emptyDir, a generic ephemeral volume), else "tail". An emptyDir
+	// holds only what this pod wrote; the agent starts before the app (native sidecar), so
+	// its files normally appear after the agent, and any that exist earlier (the app ran
+	// before the agent, in legacy mode; the agent restarted before its first checkpoint) hold
+	// lines nobody shipped: tail would lose a Job's first lines. A PersistentVolumeClaim, NFS,
+	// CSI (EFS, Azure Files) or any other volume outlives the pod: its old files were shipped by
+	// the pods before, and head would ship every one of them again with each new pod.
+	// sidelog.io/read-from for every tailed container, sidelog.io/read-from.<container> for one.
+	AnnotationReadFrom = Prefix + "read-from"
+
+	// AnnotationIgnoreOlder leaves unread the files, found without a checkpoint, that were not
+	// modified within this duration: a Go duration ("36h", "90m") or a whole number of days
+	// ("7d"), as Fluent Bit's ignore_older and Vector's ignore_older_secs. A file so ignored
+	// that is written to again later is read from the size it had when it was ignored: its old
+	// content stays unshipped, its new lines are shipped. Files being read, and files with a
+	// checkpoint, are never ignored. sidelog.io/ignore-older[.<container>]. Default the policy's
+	// ignoreOlder, itself none: every file is read.
+	AnnotationIgnoreOlder = Prefix + "ignore-older"
+
+	// AnnotationTimeKey, with sidelog.io/parser json, names the top-level field of a line that
+	// gives the record's event time (sidelog.io/time-format says how it is written), so that a
+	// backlog shipped after an outage keeps the times its lines were written. The field stays in
+	// the record. A line without the field, or whose value does not parse, keeps the time it
+	// was read and is counted in sidelog_time_parse_errors_total{container}; it is never
+	// dropped. sidelog.io/time-key[.<container>]. Default the policy's timeKey, itself none:
+	// the time the line was read. A policy or namespace default applies only to containers
+	// whose parser is json; set on the pod for a container without it, it is refused.
+	AnnotationTimeKey = Prefix + "time-key"
+
+	// AnnotationTimeFormat is how the field of sidelog.io/time-key is written: rfc3339 (a
+	// string such as 2024-05-01T12:00:00.123+02:00, fraction optional), rfc3339nano (the
+	// same), epoch-seconds, epoch-millis, epoch-micros, epoch-nanos (a JSON number, a fraction
+	// allowed, or a string of one), or a Go reference-time layout ("2006-01-02 15:04:05.000";
+	// a layout without a zone is read as UTC). sidelog.io/time-format[.<container>]. Default
+	// the policy's timeFormat, itself rfc3339.
+	AnnotationTimeFormat = Prefix + "time-format"
+
 	// AnnotationUpstream is one or more comma-separated upstreams in failover order: with the
 	// forward protocol host:port addresses of the aggregator (Fluentd, Fluent Bit, anything that
 	// speaks it); with OTLP (AnnotationUpstreamProtocol) URLs http://host:port[/path] or
@@ -163,6 +208,10 @@ var options = []option{
 	{name: "exclude", perContainer: true, policed: true},
 	{name: "multiline", perContainer: true, policed: true},
 	{name: "parser", perContainer: true, policed: true},
+	{name: "read-from", perContainer: true, policed: true},
+	{name: "ignore-older", perContainer: true, policed: true},
+	{name: "time-key", perContainer: true, policed: true},
+	{name: "time-format", perContainer: true, policed: true},
 	{name: "upstream", policed: true},
 	{name: "upstream-protocol", policed: true},
 	{name: "upstream-headers", policed: true},
@@ -188,6 +237,10 @@ const (
 	optExclude        = "exclude"
 	optMultiline      = "multiline"
 	optParser         = "parser"
+	optReadFrom       = "read-from"
+	optIgnoreOlder    = "ignore-older"
+	optTimeKey        = "time-key"
+	optTimeFormat     = "time-format"
 	optUpstream       = "upstream"
 	optProtocol       = "upstream-protocol"
 	optHeaders        = "upstream-headers"

@@ -96,12 +96,31 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 		if in.multiline != nil {
 			ml = &config.Multiline{Preset: in.multiline.Preset, FirstLine: in.multiline.FirstLine}
 		}
+		name := pod.Spec.Containers[in.container].Name
+		readFrom := in.readFrom
+		if readFrom == ReadFromAuto {
+			var lasting, fresh string
+			readFrom, lasting, fresh = readFromAuto(pod, in.container, in.paths)
+			if lasting != "" && fresh != "" {
+				warnings = append(warnings, fmt.Sprintf("%s: container %q logs to volume %q, which outlives the pod, and to %q, which does not: files that exist when the agent starts, without a checkpoint, are read from their end on both (files created later are read whole); set %s.%s: head or tail to choose",
+					in.tail.key, name, lasting, fresh, AnnotationReadFrom, name))
+			}
+		}
+		if readFrom == config.ReadFromHead {
+			// The agent's default: left out, so that agents injected before readFrom existed
+			// are not reported as stale by sidelog inject.
+			readFrom = ""
+		}
 		c.Inputs = append(c.Inputs, config.Input{
-			Container: pod.Spec.Containers[in.container].Name,
-			Paths:     slices.Clone(in.paths),
-			Exclude:   slices.Clone(in.exclude),
-			Multiline: ml,
-			Parser:    in.parser,
+			Container:   name,
+			Paths:       slices.Clone(in.paths),
+			Exclude:     slices.Clone(in.exclude),
+			Multiline:   ml,
+			Parser:      in.parser,
+			ReadFrom:    readFrom,
+			IgnoreOlder: in.ignoreOlder,
+			TimeKey:     in.timeKey,
+			TimeFormat:  in.timeFormat,
 		})
 	}
 	// The annotations were checked one by one; this checks that together they make a document

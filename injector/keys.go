@@ -219,6 +219,14 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseMultiline(v)
 	case optParser:
 		return parseParser(v)
+	case optReadFrom:
+		return parseReadFrom(v)
+	case optIgnoreOlder:
+		return parseIgnoreOlder(v)
+	case optTimeKey:
+		return parseTimeKey(v)
+	case optTimeFormat:
+		return parseTimeFormat(v)
 	case optUpstream:
 		return parseUpstream(v, p.MaxUpstreams)
 	case optProtocol:

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -33,6 +34,12 @@ type input struct {
 	exclude   []string
 	multiline *config.Multiline
 	parser    string
+	// readFrom is head, tail or ReadFromAuto, which agentConfig settles by the volumes.
+	readFrom    string
+	readFromKey string // the annotation that said it, or "" for the policy
+	ignoreOlder config.Duration
+	timeKey     string
+	timeFormat  string
 }
 
 // pick returns the value that applies to container (or to the pod when container is ""): the
@@ -63,7 +70,7 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 			return nil, errorf(g.key, FromPod, "set either %s or %s, not both", g.key, s.key)
 		}
 	}
-	for _, opt := range []string{optTail, optExclude, optMultiline, optParser} {
+	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat} {
 		for _, name := range slices.Sorted(maps.Keys(ps.per[opt])) {
 			s := ps.per[opt][name]
 			if !isApp(name) {
@@ -89,6 +96,9 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 		}
 		if s, ok := pick(ps, ns, optParser, c.Name); ok {
 			in.parser = s.parsed.(string)
+		}
+		if err := in.resolveReading(ps, ns, p, c.Name); err != nil {
+			return nil, err
 		}
 		r.inputs = append(r.inputs, in)
 	}
@@ -123,6 +133,50 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 	}
 	r.resolveIdentity(pod, p)
 	return r, r.resolvePort(pod, ps, ns, p)
+}
+
+// resolveReading works out where files start, which are too old, and where the event time
+// comes from, for the container named name: its annotations, its namespace's, then the policy.
+func (in *input) resolveReading(ps, ns annotationSet, p *Policy, name string) error {
+	in.readFrom = cmp.Or(p.ReadFrom, ReadFromAuto)
+	if s, ok := pick(ps, ns, optReadFrom, name); ok {
+		in.readFrom, in.readFromKey = s.parsed.(string), s.key
+	}
+	in.ignoreOlder = p.IgnoreOlder
+	if s, ok := pick(ps, ns, optIgnoreOlder, name); ok {
+		in.ignoreOlder = s.parsed.(config.Duration)
+	}
+	keySet, keyOK := pick(ps, ns, optTimeKey, name)
+	fmtSet, fmtOK := pick(ps, ns, optTimeFormat, name)
+	if in.parser != config.ParserJSON {
+		// Only a parsed line has fields. A default (the policy's, the namespace's) is for the
+		// containers it can apply to; the pod's own annotation asks for what cannot be.
+		for _, s := range []struct {
+			set setting
+			ok  bool
+		}{{keySet, keyOK}, {fmtSet, fmtOK}} {
+			if s.ok && s.set.origin == FromPod {
+				return errorf(s.set.key, FromPod, "container %q has parser %q: only a JSON line has fields to take the time from; set %s.%s: json too",
+					name, in.parser, AnnotationParser, name)
+			}
+		}
+		return nil
+	}
+	in.timeKey = p.TimeKey
+	if keyOK {
+		in.timeKey = keySet.parsed.(string)
+	}
+	if in.timeKey == "" {
+		if fmtOK && fmtSet.origin == FromPod {
+			return errorf(fmtSet.key, FromPod, "no %s for container %q: set it to the field whose value this format reads", AnnotationTimeKey, name)
+		}
+		return nil
+	}
+	in.timeFormat = cmp.Or(p.TimeFormat, config.TimeRFC3339)
+	if fmtOK {
+		in.timeFormat = fmtSet.parsed.(string)
+	}
+	return nil
 }
 
 func unknownContainer(s setting, name string, pod *corev1.Pod) error {

@@ -124,6 +124,17 @@ type Policy struct {
 	// AgentLimits bound the agent's work and memory; zero fields take the agent's defaults
 	// (config.Defaults).
 	AgentLimits config.Limits `json:"agentLimits,omitzero"`
+	// ReadFrom is the default of sidelog.io/read-from: head, tail or auto (default: head for
+	// logs on volumes new with the pod, tail for logs on volumes that outlive it; see
+	// AnnotationReadFrom).
+	ReadFrom string `json:"readFrom,omitempty"`
+	// IgnoreOlder is the default of sidelog.io/ignore-older, a duration ("168h"). Default none.
+	IgnoreOlder config.Duration `json:"ignoreOlder,omitzero"`
+	// TimeKey is the default of sidelog.io/time-key for containers whose parser is json.
+	// Default none: records carry the time they were read.
+	TimeKey string `json:"timeKey,omitempty"`
+	// TimeFormat is the default of sidelog.io/time-format. Default rfc3339.
+	TimeFormat string `json:"timeFormat,omitempty"`
 }
 
 // AgentIdentity values.
@@ -181,6 +192,8 @@ func DefaultPolicy() *Policy {
 		MaxUpstreams:     defaultMaxUpstreams,
 		MetricsPort:      defaultMetricsPort,
 		DrainTimeout:     config.Duration(config.DefaultDrainTimeout),
+		ReadFrom:         ReadFromAuto,
+		TimeFormat:       config.TimeRFC3339,
 	}
 }
 
@@ -318,6 +331,8 @@ func (p *Policy) complete() (*Policy, error) {
 	c.MaxUpstreams = cmp.Or(c.MaxUpstreams, d.MaxUpstreams)
 	c.MetricsPort = cmp.Or(c.MetricsPort, d.MetricsPort)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, d.DrainTimeout)
+	c.ReadFrom = cmp.Or(c.ReadFrom, d.ReadFrom)
+	c.TimeFormat = cmp.Or(c.TimeFormat, d.TimeFormat)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -436,6 +451,22 @@ func (p *Policy) validate() error {
 	}
 	if field := p.AgentLimits.Negative(); field != "" {
 		return bad("agentLimits."+field, "must not be negative")
+	}
+	if _, err := parseReadFrom(p.ReadFrom); err != nil {
+		return bad("readFrom", "%v", err)
+	}
+	if p.IgnoreOlder < 0 {
+		return bad("ignoreOlder", "got %s, want a positive duration such as 168h", p.IgnoreOlder.D())
+	}
+	if p.TimeKey != "" {
+		if _, err := parseTimeKey(p.TimeKey); err != nil {
+			return bad("timeKey", "%v", err)
+		}
+	}
+	if f, err := parseTimeFormat(p.TimeFormat); err != nil {
+		return bad("timeFormat", "%v", err)
+	} else if f != p.TimeFormat {
+		return bad("timeFormat", "got %q, want %q", p.TimeFormat, f)
 	}
 	return nil
 }

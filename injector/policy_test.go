@@ -118,12 +118,16 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"resources: {claims: [{name: x}]}", "cluster policy field resources.claims: the agent claims no dynamic resources; remove it"},
 		{"sidecarMode: sidecar", `cluster policy field sidecarMode: got "sidecar", want "native", "legacy" or "auto"`},
 		{"kubernetesVersion: latest", `cluster policy field kubernetesVersion: got "latest", want a Kubernetes version such as v1.29.3`},
-		{"allowPodOverride: [upstrem]", `cluster policy field allowPodOverride: unknown option "upstrem" (did you mean upstream?): want names from exclude, multiline, parser, upstream, upstream-protocol, upstream-headers, upstream-compression, upstream-tls, upstream-server-name, upstream-ca, upstream-shared-key, upstream-user, sidecar-mode, agent-requests-cpu, agent-requests-memory, agent-limits-cpu, agent-limits-memory, metrics-port`},
+		{"allowPodOverride: [upstrem]", `cluster policy field allowPodOverride: unknown option "upstrem" (did you mean upstream?): want names from exclude, multiline, parser, read-from, ignore-older, time-key, time-format, upstream, upstream-protocol, upstream-headers, upstream-compression, upstream-tls, upstream-server-name, upstream-ca, upstream-shared-key, upstream-user, sidecar-mode, agent-requests-cpu, agent-requests-memory, agent-limits-cpu, agent-limits-memory, metrics-port`},
 		{"missingVolume: create", `cluster policy field missingVolume: got "create", want "refuse" or "emptyDir"`},
 		{"maxGlobs: -1", "cluster policy field maxGlobs: got -1, want a positive number"},
 		{"metricsPort: 70000", "cluster policy field metricsPort: got 70000, want a port number from 1 to 65535"},
 		{"drainTimeout: -5s", "cluster policy field drainTimeout: got -5s, want a positive duration such as 20s"},
 		{"agentLimits: {batchBytes: -1}", "cluster policy field agentLimits.batchBytes: must not be negative"},
+		{"readFrom: end", `cluster policy field readFrom: got "end", want "head", "tail" or "auto"`},
+		{"ignoreOlder: -1h", "cluster policy field ignoreOlder: got -1h0m0s, want a positive duration such as 168h"},
+		{"timeFormat: iso", `cluster policy field timeFormat: "iso" is neither a preset`},
+		{"timeFormat: RFC3339", `cluster policy field timeFormat: got "RFC3339", want "rfc3339"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

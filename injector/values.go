@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -103,6 +104,57 @@ func parseParser(v string) (string, error) {
 		return v, nil
 	}
 	return "", fmt.Errorf("got %q, want %q or %q", v, config.ParserNone, config.ParserJSON)
+}
+
+// ReadFromAuto is the value of AnnotationReadFrom and Policy.ReadFrom that chooses head or tail
+// by the volumes a container's logs are on.
+const ReadFromAuto = "auto"
+
+// parseReadFrom parses head, tail or auto.
+func parseReadFrom(v string) (string, error) {
+	switch v = strings.ToLower(strings.TrimSpace(v)); v {
+	case config.ReadFromHead, config.ReadFromTail, ReadFromAuto:
+		return v, nil
+	}
+	return "", fmt.Errorf("got %q, want %q, %q or %q", v, config.ReadFromHead, config.ReadFromTail, ReadFromAuto)
+}
+
+// parseIgnoreOlder parses a positive Go duration or a whole number of days ("7d").
+func parseIgnoreOlder(v string) (config.Duration, error) {
+	v = strings.TrimSpace(v)
+	const want = `want a positive duration such as "36h" or a number of days such as "7d"`
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 100*365 {
+			return 0, fmt.Errorf("got %q, %s", v, want)
+		}
+		return config.Duration(time.Duration(n) * 24 * time.Hour), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("got %q, %s", v, want)
+	}
+	return config.Duration(d), nil
+}
+
+// parseTimeKey parses the name of a top-level JSON field, taken literally as Fluent Bit's
+// Time_Key is: "log.time" is a key with a dot, not a path.
+func parseTimeKey(v string) (string, error) {
+	if strings.TrimSpace(v) == "" {
+		return "", errors.New("empty: want the name of a top-level field of the JSON lines, such as time or ts")
+	}
+	return v, nil
+}
+
+// parseTimeFormat parses a preset (any case) or a Go time layout.
+func parseTimeFormat(v string) (string, error) {
+	if lower := strings.ToLower(strings.TrimSpace(v)); slices.Contains(config.TimeFormats, lower) {
+		return lower, nil
+	}
+	if err := config.CheckTimeFormat(v); err != nil {
+		return "", err
+	}
+	return v, nil
 }
 
 // parseUpstream parses a list of upstreams in failover order, at most maxServers: host:port

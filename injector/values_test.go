@@ -2,6 +2,7 @@ package injector
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -162,6 +163,7 @@ func TestDistance(t *testing.T) {
 
 func TestAnnotationTable(t *testing.T) {
 	consts := []string{AnnotationInject, AnnotationTail, AnnotationExclude, AnnotationMultiline, AnnotationParser,
+		AnnotationReadFrom, AnnotationIgnoreOlder, AnnotationTimeKey, AnnotationTimeFormat,
 		AnnotationUpstream, AnnotationUpstreamProtocol, AnnotationUpstreamHeaders, AnnotationUpstreamCompression, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
 		AnnotationUpstreamSharedKey, AnnotationUpstreamUser, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
 		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus}
@@ -184,6 +186,33 @@ func TestNearPrefix(t *testing.T) {
 	for _, d := range []string{"sidelog.io", "sidecar.io", "sidekiq.io", "sidelogger.example.com", "kubernetes.io", "prometheus.io"} {
 		if nearPrefix(d) {
 			t.Errorf("nearPrefix(%q) = true, want false", d)
+		}
+	}
+}
+
+func TestParseReading(t *testing.T) {
+	for _, tt := range []struct {
+		v    string
+		want time.Duration
+	}{{"7d", 7 * 24 * time.Hour}, {"36h", 36 * time.Hour}, {" 90m ", 90 * time.Minute}, {"1d", 24 * time.Hour}} {
+		got, err := parseIgnoreOlder(tt.v)
+		if err != nil || got.D() != tt.want {
+			t.Errorf("parseIgnoreOlder(%q) = %v, %v; want %v", tt.v, got.D(), err, tt.want)
+		}
+	}
+	for _, v := range []string{"", "0d", "-1h", "7 days", "1.5d", "d"} {
+		if _, err := parseIgnoreOlder(v); err == nil {
+			t.Errorf("parseIgnoreOlder(%q) accepted", v)
+		}
+	}
+	for v, want := range map[string]string{"head": "head", "Tail": "tail", " AUTO ": "auto"} {
+		if got, err := parseReadFrom(v); err != nil || got != want {
+			t.Errorf("parseReadFrom(%q) = %q, %v; want %q", v, got, err, want)
+		}
+	}
+	for v, want := range map[string]string{"RFC3339": "rfc3339", "epoch-millis": "epoch-millis", "2006-01-02 15:04:05": "2006-01-02 15:04:05"} {
+		if got, err := parseTimeFormat(v); err != nil || got != want {
+			t.Errorf("parseTimeFormat(%q) = %q, %v; want %q", v, got, err, want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidelog/sidelog/sidecar/config"
 )
 
 // The agent sees the app's files through the app's own volumes, mounted read-only at the same
@@ -409,4 +412,42 @@ func below(p, dir string) bool {
 		return p != "/" && strings.HasPrefix(p, "/")
 	}
 	return strings.HasPrefix(p, dir+"/")
+}
+
+// readFromAuto settles sidelog.io/read-from auto for the globs of container ci: head when
+// every volume they are on is new with the pod, tail when one outlives it (see
+// AnnotationReadFrom). It names a volume of each kind, for the warning about a mix.
+func readFromAuto(pod *corev1.Pod, ci int, globs []string) (readFrom, lasting, fresh string) {
+	c := &pod.Spec.Containers[ci]
+	note := func(vm corev1.VolumeMount, cover bool) {
+		i := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == vm.Name })
+		if i < 0 {
+			return
+		}
+		switch src := pod.Spec.Volumes[i].VolumeSource; {
+		case src.EmptyDir != nil || src.Ephemeral != nil:
+			fresh = cmp.Or(fresh, vm.Name)
+		case secretKind(src) != "" && !cover:
+			// Not mounted into the agent unless it holds the glob's directory; never logs anyway.
+		default:
+			lasting = cmp.Or(lasting, vm.Name)
+		}
+	}
+	// The volumes logMounts.add mounts: the one holding each glob's directory, and those
+	// below it in which the glob can match a file.
+	for _, g := range globs {
+		prefix := staticPrefix(g)
+		if vm, ok := coveringMount(c.VolumeMounts, prefix); ok {
+			note(vm, true)
+		}
+		for _, vm := range c.VolumeMounts {
+			if mp := path.Clean(vm.MountPath); below(mp, prefix) && matchesBelow(g, mp) {
+				note(vm, false)
+			}
+		}
+	}
+	if lasting != "" {
+		return config.ReadFromTail, lasting, fresh
+	}
+	return config.ReadFromHead, lasting, fresh
 }

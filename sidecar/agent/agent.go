@@ -10,6 +10,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,6 +69,8 @@ type upstream interface {
 // encoder appends one record of a file to a batch in the upstream's protocol.
 type encoder interface {
 	Append(dst []byte, t time.Time, line []byte) (out []byte, parsed bool)
+	// SetEventTime makes the encoder read a parsed line's time from it (parse.TimeFormat).
+	SetEventTime(f *parse.TimeFormat, miss func())
 }
 
 // newEncoder returns the encoder of a file of container for the upstream's protocol, with the
@@ -182,6 +185,16 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		if in.tag == "" {
 			in.tag = record.Tag(opts.Pod, ic.Container)
 		}
+		if ic.TimeKey != "" && ic.Parser == config.ParserJSON {
+			tf, err := parse.NewTimeFormat(cmp.Or(ic.TimeFormat, config.TimeRFC3339))
+			if err != nil {
+				return nil, fmt.Errorf("input %q: timeFormat: %w", ic.Container, err)
+			}
+			in.tr.TimeKey, in.timeFormat = ic.TimeKey, tf
+			in.timeErrors = a.reg.Counter("sidelog_time_parse_errors_total",
+				"Parsed lines whose time field (timeKey) was missing or not a time in timeFormat: stamped with the time they were read.",
+				"container", ic.Container)
+		}
 		var mine []checkpoint.Entry
 		for _, e := range saved {
 			if e.Container == ic.Container {
@@ -199,6 +212,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			Container:    ic.Container,
 			ScanInterval: cfg.Limits.PollInterval.D(),
 			Logger:       a.log,
+			ReadFrom:     ic.ReadFrom,
+			IgnoreOlder:  ic.IgnoreOlder.D(),
 		}, in)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", ic.Container, err)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/metrics"
 	"github.com/sidelog/sidelog/sidecar/parse"
 	"github.com/sidelog/sidelog/sidecar/tail"
 )
@@ -22,6 +23,10 @@ type stream struct {
 	// with the widest line (about 12 bytes per byte of line), which per file would add up to
 	// hundreds of MiB over maxFiles files; it shrinks again after wide lines (parse.Transcoder).
 	tr parse.Transcoder
+	// timeFormat reads the event time of parsed lines from the member cfg.TimeKey (tr.TimeKey);
+	// nil without a time key. timeErrors counts parsed lines without a usable time.
+	timeFormat *parse.TimeFormat
+	timeErrors *metrics.Counter
 
 	// ctx bounds a blocking Send (the run context, then the drain deadline); now stamps records.
 	ctx context.Context
@@ -63,6 +68,9 @@ func (in *stream) Record(f *tail.File, rec []byte, end int64) {
 	}
 	if st.enc == nil || st.gen != in.agent.podGen {
 		st.enc, st.gen = in.agent.newEncoder(in.cfg.Container, f.Path, in.cfg.Parser, &in.tr), in.agent.podGen
+		if in.timeFormat != nil {
+			st.enc.SetEventTime(in.timeFormat, in.timeErrors.Inc)
+		}
 	}
 	if in.count == 0 {
 		in.started = in.now

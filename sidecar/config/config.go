@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,19 @@ const Env = "SIDELOG_CONFIG"
 const (
 	ParserNone = "none" // the line is the record's "log" field
 	ParserJSON = "json" // the fields of a JSON object line become record fields
+)
+
+// ReadFrom values: where a file that has no checkpoint starts (Input.ReadFrom).
+const (
+	// ReadFromHead reads such a file from its first byte: right for a volume that is new with the
+	// pod (an emptyDir), where every file was written by this pod.
+	ReadFromHead = "head"
+	// ReadFromTail starts a file that already exists when the agent starts, and has no
+	// checkpoint, at its end, as Fluent Bit's read_from_head false and the OpenTelemetry
+	// filelog receiver's start_at end do: right for a volume that outlives the pod, whose old
+	// files an earlier pod shipped. A file created after the agent started is read from its
+	// head whatever this says (it is new, or a rotation's new file).
+	ReadFromTail = "tail"
 )
 
 // Compression values.
@@ -98,6 +112,44 @@ type Input struct {
 	Parser string `json:"parser,omitempty"`
 	// Tag is the forward-protocol tag; default kube.<namespace>.<pod>.<container>.
 	Tag string `json:"tag,omitempty"`
+	// ReadFrom is where a file without a checkpoint that exists when the agent starts is read
+	// from: ReadFromHead (default) or ReadFromTail.
+	ReadFrom string `json:"readFrom,omitempty"`
+	// IgnoreOlder, when set, leaves files whose modification time is older than this unread;
+	// one written again later is read from the size it had when it was ignored. Zero: none.
+	IgnoreOlder Duration `json:"ignoreOlder,omitzero"`
+	// TimeKey, with ParserJSON, is the top-level field of a line that gives the record's time;
+	// the time the line was read is the fallback. Empty: the time the line was read.
+	TimeKey string `json:"timeKey,omitempty"`
+	// TimeFormat is how TimeKey's value is written: one of TimeFormats, or a Go reference-time
+	// layout ("2006-01-02 15:04:05.000"). Default TimeRFC3339. Only with TimeKey.
+	TimeFormat string `json:"timeFormat,omitempty"`
+}
+
+// TimeFormat presets (Input.TimeFormat).
+const (
+	TimeRFC3339      = "rfc3339"     // a string, fractional seconds optional: 2024-05-01T12:00:00.123Z
+	TimeRFC3339Nano  = "rfc3339nano" // the same; named for users who look for it
+	TimeEpochSeconds = "epoch-seconds"
+	TimeEpochMillis  = "epoch-millis"
+	TimeEpochMicros  = "epoch-micros"
+	TimeEpochNanos   = "epoch-nanos"
+)
+
+// TimeFormats are the TimeFormat presets.
+var TimeFormats = []string{TimeRFC3339, TimeRFC3339Nano, TimeEpochSeconds, TimeEpochMillis, TimeEpochMicros, TimeEpochNanos}
+
+// CheckTimeFormat reports whether f is a preset or a Go layout that can carry a date and a time
+// of day: a layout without a year or an hour would stamp every record with year 0 or midnight.
+func CheckTimeFormat(f string) error {
+	if slices.Contains(TimeFormats, f) {
+		return nil
+	}
+	if !strings.Contains(f, "2006") && !strings.Contains(f, "06") || !strings.Contains(f, "15") && !strings.Contains(f, "3") {
+		return fmt.Errorf("%q is neither a preset (%s) nor a Go time layout with a year and an hour (such as \"2006-01-02 15:04:05.000\")",
+			f, strings.Join(TimeFormats, ", "))
+	}
+	return nil
 }
 
 // Multiline says how to find the first line of a record. Exactly one of Preset and FirstLine.
@@ -367,6 +419,10 @@ func (c *Config) setDefaults() {
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
 		in.Parser = cmp.Or(in.Parser, ParserNone)
+		in.ReadFrom = cmp.Or(in.ReadFrom, ReadFromHead)
+		if in.TimeKey != "" {
+			in.TimeFormat = cmp.Or(in.TimeFormat, TimeRFC3339)
+		}
 		if in.Multiline != nil {
 			in.Multiline.FlushTimeout = cmp.Or(in.Multiline.FlushTimeout, Duration(DefaultFlushTimeout))
 		}
@@ -408,6 +464,25 @@ func (c *Config) Validate() error {
 		case "", ParserNone, ParserJSON:
 		default:
 			return fmt.Errorf("%s.parser: got %q, want %q or %q", field, in.Parser, ParserNone, ParserJSON)
+		}
+		switch in.ReadFrom {
+		case "", ReadFromHead, ReadFromTail:
+		default:
+			return fmt.Errorf("%s.readFrom: got %q, want %q or %q", field, in.ReadFrom, ReadFromHead, ReadFromTail)
+		}
+		if in.IgnoreOlder < 0 {
+			return fmt.Errorf("%s.ignoreOlder: must not be negative", field)
+		}
+		if in.TimeKey != "" && in.Parser != ParserJSON {
+			return fmt.Errorf("%s.timeKey: needs parser %q: only a parsed line has fields", field, ParserJSON)
+		}
+		if in.TimeFormat != "" {
+			if in.TimeKey == "" {
+				return fmt.Errorf("%s.timeFormat: set timeKey too: it says which field the format is for", field)
+			}
+			if err := CheckTimeFormat(in.TimeFormat); err != nil {
+				return fmt.Errorf("%s.timeFormat: %w", field, err)
+			}
 		}
 		if m := in.Multiline; m != nil {
 			if err := m.check(); err != nil {

@@ -18,7 +18,7 @@ func TestDecodeFillsDefaults(t *testing.T) {
 	}
 	want := &Config{
 		Version: Version,
-		Inputs:  []Input{{Container: "app", Paths: []string{"/var/log/app/*.log"}, Parser: ParserNone}},
+		Inputs:  []Input{{Container: "app", Paths: []string{"/var/log/app/*.log"}, Parser: ParserNone, ReadFrom: ReadFromHead}},
 		Upstream: Upstream{
 			Protocol:    ProtocolForward,
 			Servers:     []string{"fluentd.logging:24224"},
@@ -41,6 +41,8 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Inputs[0].Multiline = &Multiline{Preset: "java", FlushTimeout: Duration(1500 * time.Millisecond)}
+	c.Inputs[0].ReadFrom, c.Inputs[0].IgnoreOlder = ReadFromTail, Duration(72*time.Hour)
+	c.Inputs[0].Parser, c.Inputs[0].TimeKey, c.Inputs[0].TimeFormat = ParserJSON, "ts", TimeEpochMillis
 	b, err := c.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +93,11 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{"otlp shared key", otlp(`"servers":["http://c:4318"],"sharedKeyFile":"/k"`), `upstream.sharedKeyFile: the forward protocol's handshake`},
 		{"otlp bad compression", otlp(`"servers":["http://c:4318"],"compression":"zstd"`), `upstream.compression: got "zstd"`},
 		{"headers with forward", strings.Replace(minimal, `"servers"`, `"headersDir":"/h","servers"`, 1), `upstream.headersDir: HTTP headers are for protocol "otlp" only`},
+		{"bad readFrom", strings.Replace(minimal, `"container":"app"`, `"container":"app","readFrom":"end"`, 1), `inputs[0].readFrom: got "end", want "head" or "tail"`},
+		{"negative ignoreOlder", strings.Replace(minimal, `"container":"app"`, `"container":"app","ignoreOlder":"-1h"`, 1), `inputs[0].ignoreOlder: must not be negative`},
+		{"timeKey without json", strings.Replace(minimal, `"container":"app"`, `"container":"app","timeKey":"ts"`, 1), `inputs[0].timeKey: needs parser "json"`},
+		{"timeFormat without timeKey", strings.Replace(minimal, `"container":"app"`, `"container":"app","parser":"json","timeFormat":"rfc3339"`, 1), `inputs[0].timeFormat: set timeKey too`},
+		{"bad timeFormat", strings.Replace(minimal, `"container":"app"`, `"container":"app","parser":"json","timeKey":"ts","timeFormat":"iso"`, 1), `inputs[0].timeFormat: "iso" is neither a preset`},
 		{"duplicate container", strings.Replace(minimal, `]}],`, `]},{"container":"app","paths":["/x"]}],`, 1), `inputs[1].container: "app" appears twice`},
 	}
 	for _, tt := range tests {

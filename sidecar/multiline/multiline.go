@@ -58,6 +58,9 @@ const (
 	// ReleaseAbove is the buffer capacity above which a Joiner lets its buffer go when its
 	// record leaves.
 	ReleaseAbove = 4 << 10
+	// ShrinkAfter is how many records in a row, each using less than a quarter of a buffer
+	// larger than ReleaseAbove, let it go while a file is busy (see Joiner.flush).
+	ShrinkAfter = 64
 	// DefaultBudget is the limit of the Shared budget.
 	DefaultBudget = 16 << 20
 )
@@ -158,6 +161,9 @@ type Joiner struct {
 	dropped int
 	state   uint8
 	last    time.Time // when the last line was added
+	// small counts the records in a row that used less than a quarter of a buffer larger than
+	// ReleaseAbove (flush).
+	small int
 }
 
 // NewJoiner returns a Joiner for one file whose records keep at most maxBytes bytes.
@@ -173,7 +179,7 @@ func NewJoiner(r *Rule, maxBytes int) *Joiner {
 func (j *Joiner) Add(line []byte, end int64, now time.Time, emit Emit) {
 	start, state := j.rule.classify(j.state, line, j.n)
 	if start || j.n == 0 {
-		j.Flush(emit)
+		j.flush(emit, true)
 	} else if !j.reserve(len(j.buf) + 1 + len(line)) {
 		// The budget is spent: the record leaves as it is, and this line starts the next.
 		j.rule.budget.flushes.Add(1)
@@ -228,7 +234,7 @@ func charged(c int) int64 { return int64(max(c-ReleaseAbove, 0)) }
 // free lets the buffer go and gives its charge back to the budget.
 func (j *Joiner) free() {
 	j.rule.budget.held.Add(-charged(cap(j.buf)))
-	j.buf = nil
+	j.buf, j.small = nil, 0
 }
 
 func (j *Joiner) append(line []byte) {
@@ -261,7 +267,16 @@ func (j *Joiner) Due(now time.Time) bool {
 }
 
 // Flush hands the pending record, if any, to emit.
-func (j *Joiner) Flush(emit Emit) {
+func (j *Joiner) Flush(emit Emit) { j.flush(emit, false) }
+
+// flush hands the pending record on. A long record leaves a buffer larger than ReleaseAbove
+// behind, which an idle file must not pin: a flush from outside (the flush timeout, a drain, a
+// file closed) frees it. busy is set when the flush is Add's, a new line having started the next
+// record: the buffer is then kept for it, until ShrinkAfter records in a row have used less
+// than a quarter of it. Freeing it after every long record made a file of stack traces a few
+// KiB long grow a new buffer from 512 bytes for each one (15 KiB of garbage per trace, the
+// agent's largest cost on such files).
+func (j *Joiner) flush(emit Emit, busy bool) {
 	if j.n == 0 {
 		return
 	}
@@ -270,10 +285,19 @@ func (j *Joiner) Flush(emit Emit) {
 	j.n, j.keep, j.dropped, j.state = 0, 0, 0, 0
 	j.buf = j.buf[:0]
 	emit(rec, end, dropped)
-	// A long record leaves a large buffer behind; free it so that an idle file does not pin it.
-	if cap(j.buf) > ReleaseAbove {
-		j.free()
+	if cap(j.buf) <= ReleaseAbove {
+		return
 	}
+	if busy {
+		if len(rec)*4 >= cap(j.buf) {
+			j.small = 0
+			return
+		}
+		if j.small++; j.small < ShrinkAfter {
+			return
+		}
+	}
+	j.free()
 }
 
 // Reset forgets the pending record, for a file that starts again from its beginning.

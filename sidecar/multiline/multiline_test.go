@@ -368,11 +368,17 @@ func TestJoinerReleasesBuffer(t *testing.T) {
 	if j.Retained() < 60<<10 || r.budget.Held() == 0 {
 		t.Fatalf("the long record's buffer is %d bytes, charged %d; want it held", j.Retained(), r.budget.Held())
 	}
-	for i := range 10 {
+	// The buffer is kept while records come (the next may be long too), and let go after
+	// ShrinkAfter small ones in a row.
+	const small = ShrinkAfter + 2
+	for i := range small {
 		j.Add([]byte(fmt.Sprintf("INFO small %d", i)), 0, now, emit)
+		if i == 2 && j.Retained() < 60<<10 {
+			t.Errorf("the buffer was let go after %d small records, want it kept for %d", i, ShrinkAfter)
+		}
 	}
-	if len(got) != 10 || len(got[0]) < 60<<10 {
-		t.Fatalf("%d records, the first %d bytes; want the long one and 9 small ones", len(got), len(got[0]))
+	if len(got) != small || len(got[0]) < 60<<10 {
+		t.Fatalf("%d records, the first %d bytes; want the long one and %d small ones", len(got), len(got[0]), small-1)
 	}
 	if c := j.Retained(); c > ReleaseAbove {
 		t.Errorf("after small records the buffer is %d bytes, want at most %d", c, ReleaseAbove)
@@ -381,7 +387,7 @@ func TestJoinerReleasesBuffer(t *testing.T) {
 		t.Errorf("the budget still counts %d bytes", h)
 	}
 	j.Release(emit)
-	if len(got) != 11 || got[10] != "INFO small 9" {
+	if len(got) != small+1 || got[small] != fmt.Sprintf("INFO small %d", small-1) {
 		t.Errorf("Release did not hand on the pending record: %q", got[len(got)-1])
 	}
 	if j.Pending() || j.Retained() != 0 {
@@ -489,5 +495,45 @@ func TestBudgetLongFirstLines(t *testing.T) {
 	}
 	if h := bud.Held(); h != 0 {
 		t.Errorf("after every Flush the budget still counts %d bytes", h)
+	}
+}
+
+// TestJoinerKeepsBufferForLongRecords: stack traces a little longer than ReleaseAbove, one after
+// the other with plain lines between them, reuse one buffer; a flush from outside (the timeout)
+// lets it go.
+func TestJoinerKeepsBufferForLongRecords(t *testing.T) {
+	r, err := Compile(&config.Multiline{Preset: Java})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetBudget(NewBudget(DefaultBudget))
+	j := NewJoiner(r, 64<<10)
+	emit := func([]byte, int64, int) {}
+	now := time.Unix(0, 0)
+	var lines [][]byte
+	for range 10 {
+		for _, l := range longRecord("ERROR failed", ReleaseAbove+500) {
+			lines = append(lines, []byte(l))
+		}
+		for i := range 9 {
+			lines = append(lines, []byte(fmt.Sprintf("INFO served %d", i)))
+		}
+	}
+	for _, l := range lines { // grow the buffer once
+		j.Add(l, 0, now, emit)
+	}
+	if n := testing.AllocsPerRun(10, func() {
+		for _, l := range lines {
+			j.Add(l, 0, now, emit)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per 10 traces, want 0: the buffer is grown again for each", n)
+	}
+	j.Flush(emit)
+	if c := j.Retained(); c > ReleaseAbove {
+		t.Errorf("after a flush from outside the buffer is %d bytes, want at most %d", c, ReleaseAbove)
+	}
+	if h := r.budget.Held(); h != 0 {
+		t.Errorf("the budget still counts %d bytes", h)
 	}
 }

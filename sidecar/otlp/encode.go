@@ -23,6 +23,7 @@ const (
 	slLogRecords        = 2  // ScopeLogs.log_records
 	scopeName           = 1  // InstrumentationScope.name
 	scopeVersion        = 2  // InstrumentationScope.version
+	lrTime              = 1  // LogRecord.time_unix_nano
 	lrBody              = 5  // LogRecord.body
 	lrAttributes        = 6  // LogRecord.attributes
 	lrObservedTime      = 11 // LogRecord.observed_time_unix_nano
@@ -98,6 +99,20 @@ type Encoder struct {
 	attrs []byte
 	json  bool
 	tr    *parse.Transcoder
+
+	// timeFormat, when set, reads a parsed line's event time from its tr.TimeKey member;
+	// timeMiss is called for a parsed line without a usable one (SetEventTime).
+	timeFormat *parse.TimeFormat
+	timeMiss   func()
+}
+
+// SetEventTime makes e give each line that the json parser parsed the time in its top-level
+// member tr.TimeKey (the Transcoder's, set by the caller), read in format f, as its
+// time_unix_nano. A parsed line without that member, or whose value is not a time in f, has no
+// time_unix_nano (unknown: receivers use the observed time) and calls miss (which may be nil).
+// No effect without the json parser.
+func (e *Encoder) SetEventTime(f *parse.TimeFormat, miss func()) {
+	e.timeFormat, e.timeMiss = f, miss
 }
 
 // NewEncoder pre-encodes what is the same for every record of file. parser is config.ParserJSON
@@ -119,14 +134,22 @@ func NewEncoderWith(file, parser string, tr *parse.Transcoder) *Encoder {
 // t, the attribute log.file.path, and the line as the body: a string_value, or with the json
 // parser a line that is a JSON object as a kvlist_value (parsed is then true). A protobuf string
 // must be UTF-8, so invalid bytes in a line become U+FFFD, as encoding/json and the Collector's
-// filelog receiver make them. time_unix_nano is left unset (unknown): the agent does not read
-// times out of lines.
+// filelog receiver make them. time_unix_nano is set only for a parsed line whose time SetEventTime
+// asked for; otherwise it is left unset (unknown).
 func (e *Encoder) Append(dst []byte, t time.Time, line []byte) (out []byte, parsed bool) {
 	dst = protowire.AppendTag(dst, slLogRecords, protowire.BytesType)
 	if e.json && mayBeObject(line) {
 		if _, err := e.tr.Scan(line); err == nil {
 			var rec int
 			dst, rec = parse.BeginLen(dst)
+			if e.timeFormat != nil {
+				if et, ok := e.tr.EventTime(e.timeFormat); ok {
+					dst = protowire.AppendTag(dst, lrTime, protowire.Fixed64Type)
+					dst = protowire.AppendFixed64(dst, uint64(et.UnixNano()))
+				} else if e.timeMiss != nil {
+					e.timeMiss()
+				}
+			}
 			dst = appendObserved(dst, t)
 			dst = protowire.AppendTag(dst, lrBody, protowire.BytesType)
 			var body int

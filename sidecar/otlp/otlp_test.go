@@ -28,6 +28,7 @@ import (
 	"github.com/sidelog/sidelog/sidecar/config"
 	"github.com/sidelog/sidelog/sidecar/metrics"
 	"github.com/sidelog/sidelog/sidecar/otlp"
+	"github.com/sidelog/sidelog/sidecar/parse"
 	"github.com/sidelog/sidelog/sidecar/record"
 )
 
@@ -510,5 +511,39 @@ func TestNewRefuses(t *testing.T) {
 		if _, err := otlp.New(tt.cfg, 1, nil, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v, want an error containing %q", tt.cfg, err, tt.want)
 		}
+	}
+}
+
+// TestEncoderEventTime: with SetEventTime, a parsed line's time field becomes the record's
+// time_unix_nano; a line without a usable one has none (unknown) and is counted, never dropped.
+func TestEncoderEventTime(t *testing.T) {
+	f, err := parse.NewTimeFormat("rfc3339")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &parse.Transcoder{TimeKey: "ts"}
+	e := otlp.NewEncoderWith("/var/log/app/a.log", config.ParserJSON, tr)
+	misses := 0
+	e.SetEventTime(f, func() { misses++ })
+	read := time.Unix(1_800_000_000, 0)
+	var b []byte
+	for _, line := range []string{`{"ts":"2026-11-30T12:00:00.5Z","msg":"a"}`, `{"ts":"yesterday","msg":"b"}`, `{"msg":"c"}`, `plain`} {
+		b, _ = e.Append(b, read, []byte(line))
+	}
+	var sl logspb.ScopeLogs
+	if err := proto.Unmarshal(b, &sl); err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{uint64(time.Date(2026, 11, 30, 12, 0, 0, 5e8, time.UTC).UnixNano()), 0, 0, 0}
+	if len(sl.LogRecords) != len(want) {
+		t.Fatalf("%d records, want %d", len(sl.LogRecords), len(want))
+	}
+	for i, r := range sl.LogRecords {
+		if r.TimeUnixNano != want[i] || r.ObservedTimeUnixNano != uint64(read.UnixNano()) {
+			t.Errorf("record %d: time %d, observed %d; want %d, %d", i, r.TimeUnixNano, r.ObservedTimeUnixNano, want[i], read.UnixNano())
+		}
+	}
+	if misses != 2 {
+		t.Errorf("%d misses counted, want 2 (the unparsable time and the missing one; a plain line is not parsed)", misses)
 	}
 }

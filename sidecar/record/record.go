@@ -63,6 +63,22 @@ type Encoder struct {
 	meta []byte
 	json bool
 	tr   *parse.Transcoder // nil without the json parser
+
+	// timeFormat, when set, reads a parsed line's event time from its tr.TimeKey member;
+	// timeMiss is called for a parsed line without a usable one (SetEventTime).
+	timeFormat *parse.TimeFormat
+	timeMiss   func()
+}
+
+// SetEventTime makes e stamp each line that the json parser parsed with the time in its
+// top-level member tr.TimeKey (the Transcoder's, set by the caller), read in format f, instead
+// of the time Append is given. A parsed line without that member, or whose value is not a time
+// in f, keeps the given time and calls miss (which may be nil); a line that is not parsed keeps
+// the given time without a call. The time is read by the Transcoder's Scan, which other
+// encoders of the same line can ask too (parse.Transcoder.EventTime). No effect without the
+// json parser.
+func (e *Encoder) SetEventTime(f *parse.TimeFormat, miss func()) {
+	e.timeFormat, e.timeMiss = f, miss
 }
 
 // NewEncoder pre-encodes everything that is the same for every record of this file once: the
@@ -122,6 +138,13 @@ func (e *Encoder) Append(dst []byte, t time.Time, line []byte) (out []byte, pars
 	// Lines that cannot be an object are not scanned: the error would be allocated for nothing.
 	if e.json && mayBeObject(line) {
 		if n, err := e.tr.Scan(line); err == nil {
+			if e.timeFormat != nil {
+				if et, ok := e.tr.EventTime(e.timeFormat); ok {
+					t = et
+				} else if e.timeMiss != nil {
+					e.timeMiss()
+				}
+			}
 			dst = appendHead(dst, t)
 			dst = msgpack.AppendMapHeader(dst, n+fixed)
 			dst = e.tr.AppendMembers(dst)

@@ -208,14 +208,26 @@ func TestNoAllocs(t *testing.T) {
 // BenchmarkAppend measures the hot path: 200-byte lines with no parser, into a batch buffer that
 // is reused as the agent reuses acknowledged batches.
 func BenchmarkAppend(b *testing.B) {
+	// The json line of make bench's JSON workload: 15 fields, three of them objects.
+	const wide = `{"time":"2026-11-25T08:22:04.123Z","level":"info","logger":"com.example.shop.checkout.CheckoutController","thread":"http-nio-8080-exec-4","msg":"request served","seq":123456,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","http":{"method":"POST","path":"/cart/checkout","status":200,"duration_ms":3.25},"user":{"id":4711,"tier":"gold","country":"DE"},"cart":{"items":3,"total":129.95,"currency":"EUR"},"region":"eu-west-1","cache_hit":false,"attempt":1,"tags":["web","checkout"]}`
 	for _, bc := range []struct {
-		name, parser, line string
+		name, parser, line, timeKey string
 	}{
-		{"none/200B", config.ParserNone, strings.Repeat("x", 200)},
-		{"json/200B", config.ParserJSON, `{"level":"info","ts":"2024-05-01T10:00:00.123Z","caller":"api/handler.go:88","msg":"request served","method":"GET","path":"/api/v1/orders/12345","status":200,"latency_ms":12.75}`},
+		{"none/200B", config.ParserNone, strings.Repeat("x", 200), ""},
+		{"json/200B", config.ParserJSON, `{"level":"info","ts":"2024-05-01T10:00:00.123Z","caller":"api/handler.go:88","msg":"request served","method":"GET","path":"/api/v1/orders/12345","status":200,"latency_ms":12.75}`, ""},
+		{"json/506B-15-fields", config.ParserJSON, wide, ""},
+		{"json/506B-15-fields-time", config.ParserJSON, wide, "time"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			e := NewEncoder(pod, "app", "/var/log/app/app.log", bc.parser)
+			tr := &parse.Transcoder{TimeKey: bc.timeKey}
+			e := NewEncoderWith(pod, "app", "/var/log/app/app.log", bc.parser, tr)
+			if bc.timeKey != "" {
+				f, err := parse.NewTimeFormat(config.TimeRFC3339)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e.SetEventTime(f, func() { b.Fatal("no time") })
+			}
 			line := []byte(bc.line)
 			buf := make([]byte, 0, 1<<20)
 			now := time.Now()
@@ -258,5 +270,48 @@ func TestSharedScratch(t *testing.T) {
 	}
 	if held := tr.Retained(); held > parse.KeepScratch {
 		t.Errorf("after small lines the shared scratch is %d bytes, want at most %d", held, parse.KeepScratch)
+	}
+}
+
+func TestEventTime(t *testing.T) {
+	read := time.Unix(1800000000, 5)
+	tr := &parse.Transcoder{TimeKey: "ts"}
+	e := NewEncoderWith(pod, "app", "/var/log/app/audit.json", config.ParserJSON, tr)
+	f, err := parse.NewTimeFormat(config.TimeEpochMillis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	misses := 0
+	e.SetEventTime(f, func() { misses++ })
+	for _, tt := range []struct {
+		name, line string
+		want       time.Time
+		miss       bool
+	}{
+		{"time from the line", `{"ts":1714566645123,"msg":"a"}`, time.Unix(1714566645, 123e6), false},
+		{"string of a number", `{"msg":"a","ts":"1714566645123"}`, time.Unix(1714566645, 123e6), false},
+		{"unparsable: the read time, counted", `{"ts":"soon","msg":"a"}`, read, true},
+		{"missing: the read time, counted", `{"msg":"a"}`, read, true},
+		{"not JSON: the read time, not counted here", `plain`, read, false},
+	} {
+		before := misses
+		b, _ := e.Append(nil, read, []byte(tt.line))
+		ts, rec, _ := entry(t, b)
+		if !ts.Equal(tt.want) {
+			t.Errorf("%s: time %v, want %v", tt.name, ts, tt.want)
+		}
+		if got := misses > before; got != tt.miss {
+			t.Errorf("%s: counted %v, want %v", tt.name, got, tt.miss)
+		}
+		if strings.HasPrefix(tt.line, "{") && rec["msg"] != "a" {
+			t.Errorf("%s: record %v lost its fields", tt.name, rec)
+		}
+		if tt.name == "time from the line" && rec["ts"] != int64(1714566645123) {
+			t.Errorf("%s: the time field is kept in the record: %v", tt.name, rec["ts"])
+		}
+	}
+	line, dst := []byte(`{"ts":1714566645123,"msg":"a"}`), make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() { e.Append(dst, read, line) }); n != 0 {
+		t.Errorf("%v allocations per line with an event time, want 0", n)
 	}
 }

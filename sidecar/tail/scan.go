@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sidelog/sidelog/sidecar/config"
 	"github.com/sidelog/sidelog/sidecar/fingerprint"
 )
 
@@ -120,6 +121,7 @@ func (t *Tailer) truncated(f *File, now time.Time, size int64) *File {
 
 // scan expands the globs, notices files that are gone, and opens new ones.
 func (t *Tailer) scan(now time.Time) {
+	first := !t.scanned
 	t.lastScan, t.scanned = now, true
 	paths, err := t.globs.Files()
 	complete := err == nil
@@ -151,6 +153,20 @@ func (t *Tailer) scan(now time.Time) {
 			f.goneAt = time.Time{}
 			continue
 		}
+		if first && t.opts.ReadFrom == config.ReadFromTail {
+			tr.startAt(id, fi.Size())
+		}
+		if tr.tooOld(id, fi.ModTime(), now, t.opts.IgnoreOlder) {
+			tr.startAt(id, fi.Size())
+			if !tr.ignored[id] {
+				tr.ignored[id] = true
+				t.log.Info("file not modified within ignoreOlder: not read until it is written to", "path", p,
+					"modified", fi.ModTime().UTC().Format(time.RFC3339), "ignoreOlder", t.opts.IgnoreOlder)
+			}
+			delete(tr.waiting, id)
+			continue
+		}
+		delete(tr.ignored, id)
 		if tr.admit(id, fi.Size(), fi.ModTime(), t.drained) == admitIdle {
 			delete(tr.waiting, id)
 			continue
@@ -217,6 +233,16 @@ func (t *Tailer) forgetMissing(now time.Time) {
 		}
 		t.setParked(slices.DeleteFunc(slices.Clone(tr.parked), func(q *File) bool { return q == p }))
 		t.retired = append(t.retired, p)
+	}
+	for id := range tr.start {
+		if !tr.seen[id] {
+			delete(tr.start, id)
+		}
+	}
+	for id := range tr.ignored {
+		if !tr.seen[id] {
+			delete(tr.ignored, id)
+		}
 	}
 	for id, c := range tr.waiting {
 		if tr.seen[id] {
@@ -352,7 +378,10 @@ func (t *Tailer) openCandidate(c *candidate, now time.Time) {
 		}
 		t.log.Info("resuming file", "path", c.path, "offset", v.offset, "remembered_as", v.from)
 	default:
-		f = t.newFile(c.path, 0, now)
+		f = t.newFile(c.path, v.offset, now)
+		if v.skipped {
+			t.log.Info("new file without a checkpoint: reading from its end (readFrom tail or ignoreOlder)", "path", c.path, "offset", v.offset)
+		}
 	}
 	f.rd = newReader(fd, head, t.opts.MaxLineBytes, t.rule)
 	// Read in this pass up to the size seen before the fingerprint was taken, so that a short

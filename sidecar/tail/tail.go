@@ -114,6 +114,17 @@ type Options struct {
 	BufferSize int
 	// FingerprintSize is how many leading bytes identify a file. Zero: fingerprint.Size.
 	FingerprintSize int
+
+	// ReadFrom is where a file that the first scan finds, and that no position names, starts:
+	// config.ReadFromHead ("" too) at its first byte, config.ReadFromTail at the size the first
+	// scan saw. Files found later are read from their start: they were created (or rotated in)
+	// while the agent ran.
+	ReadFrom string
+	// IgnoreOlder, when above zero, leaves closed a file that no position names and whose
+	// modification time is older than this at a scan. A file ignored so and written to again
+	// later is read from the size it had when it was first ignored: its old content stays
+	// ignored, its new lines are shipped.
+	IgnoreOlder time.Duration
 }
 
 // Tailer tails the files of one input.
@@ -180,6 +191,14 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 	if opts.RotateWait == 0 {
 		opts.RotateWait = DefaultRotateWait
 	}
+	switch opts.ReadFrom {
+	case "", config.ReadFromHead, config.ReadFromTail:
+	default:
+		return nil, fmt.Errorf("input %q: readFrom %q, want %q or %q", opts.Container, opts.ReadFrom, config.ReadFromHead, config.ReadFromTail)
+	}
+	if opts.IgnoreOlder < 0 {
+		return nil, fmt.Errorf("input %q: negative ignoreOlder", opts.Container)
+	}
 	t := &Tailer{
 		opts:    opts,
 		sink:    sink,
@@ -213,7 +232,7 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 
 // Poll does one pass: expand globs (find), open new files (resume from Positions by fingerprint,
 // otherwise from offset 0 -- the agent starts with the pod, so every unknown file is read from its
-// start), detect rotation/truncation, read what is available from each file (bounded per file per
+// start -- unless Options.ReadFrom or IgnoreOlder say otherwise), detect rotation/truncation, read what is available from each file (bounded per file per
 // call so one busy file cannot starve others), hand complete records to the sink, flush multiline
 // records whose FlushTimeout passed (measured against now). It returns the number of bytes read so
 // the caller can sleep when idle.

@@ -24,6 +24,13 @@ type tracker struct {
 	parked []*File  // closed to make room (MaxFiles); only their Position is kept
 	saved  []*saved // positions from the last run that no file matched yet
 	cut    []*cut   // contents whose inode was truncated (copytruncate); a copy may turn up
+
+	// start is where files that no remembered position names begin instead of offset 0: the
+	// size the first scan saw, with ReadFrom tail, and the size a file had when it was first
+	// ignored for its age (IgnoreOlder). Forgotten when the file is opened or gone.
+	start map[fingerprint.ID]int64
+	// ignored are the files left closed for their age at the last scan, to log each once.
+	ignored map[fingerprint.ID]bool
 }
 
 // candidate is a file found by the globs that is not open.
@@ -55,7 +62,27 @@ type cut struct {
 
 func newTracker(fpSize int, wait time.Duration) *tracker {
 	return &tracker{fpSize: fpSize, wait: wait,
-		waiting: map[fingerprint.ID]*candidate{}, seen: map[fingerprint.ID]bool{}}
+		waiting: map[fingerprint.ID]*candidate{}, seen: map[fingerprint.ID]bool{},
+		start: map[fingerprint.ID]int64{}, ignored: map[fingerprint.ID]bool{}}
+}
+
+// startAt remembers that the file on id, which has size bytes now, starts at its current end if
+// no position names it. The first size remembered stays: what was there then is what is skipped.
+func (tr *tracker) startAt(id fingerprint.ID, size int64) {
+	if _, ok := tr.start[id]; !ok {
+		tr.start[id] = size
+	}
+}
+
+// tooOld reports whether a file found on id with modTime is to be left closed for its age at
+// now: it is older than ignoreOlder, and no remembered position (a parked file, or a checkpoint
+// entry of the last run) names its inode, and it is not waiting for a place (MaxFiles) -- a file
+// already taken on is not given up because its writer paused or its turn was long in coming.
+func (tr *tracker) tooOld(id fingerprint.ID, modTime, now time.Time, ignoreOlder time.Duration) bool {
+	if ignoreOlder <= 0 || now.Sub(modTime) <= ignoreOlder || tr.parkedFile(id) != nil || tr.waiting[id] != nil {
+		return false
+	}
+	return !slices.ContainsFunc(tr.saved, func(s *saved) bool { return s.ID == id })
 }
 
 // admission is what to do with a file found by a scan that is not open.
@@ -116,9 +143,28 @@ type verdict struct {
 	// shorter is set when a remembered position lies beyond the file's size: the file is read
 	// from its start.
 	shorter bool
+	// skipped is set when a new file starts at offset instead of 0 (ReadFrom tail, IgnoreOlder).
+	skipped bool
 }
 
-// identify decides what the file of s is.
+// identify decides what the file of s is. A file that is none of the remembered ones is read
+// from its start, or from where startAt said.
+func (tr *tracker) identify(s sighting) verdict {
+	v := tr.recognise(s)
+	if v.act == actDefer {
+		return v
+	}
+	if off, ok := tr.start[s.id]; ok {
+		delete(tr.start, s.id)
+		// A file now shorter than its remembered start was truncated or replaced: all of it is new.
+		if v.act == actFresh && !v.shorter && len(v.stale) == 0 && off <= s.size {
+			v.offset, v.skipped = off, true
+		}
+	}
+	return v
+}
+
+// recognise decides whether the file of s is a remembered content.
 //
 // Entries on the same inode are tried first, so that two files starting with the same bytes
 // each get their own position. A file on another inode is taken for a remembered one by its
@@ -127,7 +173,7 @@ type verdict struct {
 // that content: then the other file only starts like it (a common header), and resuming it at
 // the remembered offset would skip its first lines. Truncated content is the exception: its
 // inode lives on, truncated, and its copy is exactly what it waits for.
-func (tr *tracker) identify(s sighting) verdict {
+func (tr *tracker) recognise(s sighting) verdict {
 	full := len(s.head) >= tr.fpSize
 	if full && s.copyOf != "" && s.waited < tr.wait {
 		return verdict{act: actDefer}

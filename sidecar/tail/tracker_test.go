@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +51,8 @@ func TestTrackerIdentify(t *testing.T) {
 		saved  []*saved
 		cut    []*cut
 		seen   []fingerprint.ID
-		before []sighting // earlier sightings in the same scan
+		start  map[fingerprint.ID]int64 // startAt before the sighting
+		before []sighting               // earlier sightings in the same scan
 		s      sighting
 		want   want
 	}{
@@ -90,6 +92,21 @@ func TestTrackerIdentify(t *testing.T) {
 		{name: "copy of truncated content resumes where the original was left",
 			cut: []*cut{{file: &File{Path: "/cut.log", pos: Position{Identity: ident(inoA, oldHead)}}, resume: 44}}, seen: []fingerprint.ID{inoA, inoB},
 			s: sighting{id: inoB, head: head(oldHead), size: 60}, want: want{act: actResume, offset: 44, from: "cut"}},
+		{name: "readFrom tail: a file found at start with no position starts at its size then",
+			start: map[fingerprint.ID]int64{inoA: 80},
+			s:     sighting{id: inoA, head: head(oldHead), size: 100}, want: want{act: actFresh, offset: 80}},
+		{name: "readFrom tail: a saved position wins over the start",
+			saved: []*saved{savedAt(inoA, oldHead, 30)}, start: map[fingerprint.ID]int64{inoA: 80},
+			s: sighting{id: inoA, head: head(oldHead), size: 100}, want: want{act: actResume, offset: 30, from: "saved"}},
+		{name: "readFrom tail: a file shorter than its start was replaced, read from 0",
+			start: map[fingerprint.ID]int64{inoA: 80},
+			s:     sighting{id: inoA, head: head(newHead), size: 20}, want: want{act: actFresh}},
+		{name: "readFrom tail: another inode (a rotation's new file) is read from its start",
+			start: map[fingerprint.ID]int64{inoA: 80},
+			s:     sighting{id: inoB, head: head(newHead), size: 100}, want: want{act: actFresh}},
+		{name: "readFrom tail: a parked file rewritten in place is new, from 0",
+			parked: []*File{parkedAt(inoA, oldHead, 40, 47)}, start: map[fingerprint.ID]int64{inoA: 47},
+			s: sighting{id: inoA, head: head(newHead), size: 60}, want: want{act: actFresh, stale: 1}},
 		{name: "copy of an open file waits for the truncation",
 			s: sighting{id: inoB, head: head(oldHead), size: 60, copyOf: "/app.log", waited: time.Second}, want: want{act: actDefer}},
 		{name: "copy of an open file that was not truncated within RotateWait is another file",
@@ -98,6 +115,9 @@ func TestTrackerIdentify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTracker(testFP, DefaultRotateWait)
 			tr.parked, tr.saved, tr.cut = tt.parked, tt.saved, tt.cut
+			for id, off := range tt.start {
+				tr.startAt(id, off)
+			}
 			for _, id := range tt.seen {
 				tr.seen[id] = true
 			}
@@ -120,6 +140,9 @@ func TestTrackerIdentify(t *testing.T) {
 			got := want{act: v.act, offset: v.offset, from: from, stale: len(v.stale)}
 			if got != tt.want {
 				t.Errorf("identify = %+v, want %+v", got, tt.want)
+			}
+			if _, ok := tr.start[tt.s.id]; ok && v.act != actDefer {
+				t.Errorf("start of %v still remembered after identify", tt.s.id)
 			}
 			// What is resumed or stale is forgotten: it must not match twice or stay behind.
 			for _, p := range append(v.stale, v.parked) {
@@ -155,6 +178,44 @@ func TestTrackerAdmit(t *testing.T) {
 			}
 			if got := tr.admit(inoA, tt.size, tt.modTime, tt.draining); got != tt.want {
 				t.Errorf("admit = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTrackerTooOld(t *testing.T) {
+	const limit = 24 * time.Hour
+	now := t0.Add(30 * 24 * time.Hour)
+	for _, tt := range []struct {
+		name    string
+		parked  *File
+		saved   *saved
+		modTime time.Time
+		limit   time.Duration
+		want    bool
+	}{
+		{"modified within the limit is read", nil, nil, now.Add(-time.Hour), limit, false},
+		{"older than the limit is ignored", nil, nil, now.Add(-48 * time.Hour), limit, true},
+		{"exactly at the limit is read", nil, nil, now.Add(-limit), limit, false},
+		{"no limit: every file is read", nil, nil, now.Add(-1000 * time.Hour), 0, false},
+		{"a parked file is being read: never ignored", parkedAt(inoA, oldHead, 40, 47), nil, now.Add(-48 * time.Hour), limit, false},
+		{"a checkpointed file resumes however old", nil, savedAt(inoA, oldHead, 30), now.Add(-48 * time.Hour), limit, false},
+		{"a checkpoint of another inode does not save it", nil, savedAt(inoB, oldHead, 30), now.Add(-48 * time.Hour), limit, true},
+		{"waiting for a place (maxFiles) when it became old: still read", nil, nil, now.Add(-48 * time.Hour), limit, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTracker(testFP, DefaultRotateWait)
+			if tt.parked != nil {
+				tr.parked = []*File{tt.parked}
+			}
+			if tt.saved != nil {
+				tr.saved = []*saved{tt.saved}
+			}
+			if strings.HasPrefix(tt.name, "waiting") {
+				tr.waiting[inoA] = &candidate{id: inoA}
+			}
+			if got := tr.tooOld(inoA, tt.modTime, now, tt.limit); got != tt.want {
+				t.Errorf("tooOld = %v, want %v", got, tt.want)
 			}
 		})
 	}
