@@ -53,6 +53,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the metrics; nil for a new one.
 	Registry *metrics.Registry
+	// ReceiptFile is where Run writes the delivery receipt (the container's termination message
+	// file), in at most ReceiptMaxBytes (zero: receipt.MaxBytes); empty for none. Version is the
+	// agent's version, which the receipt carries.
+	ReceiptFile, Version string
+	ReceiptMaxBytes      int
 }
 
 // Agent tails the configured files and forwards their records.
@@ -89,6 +94,8 @@ type Agent struct {
 	// its own drain deadline, and what was acknowledged by then must not be sent again.
 	draining           atomic.Bool
 	ackedWhileDraining chan struct{}
+	// drained is set when the drain finished with every record acknowledged (drainEnded).
+	drained atomic.Bool
 }
 
 // New builds an agent from a validated configuration and resumes from the checkpoint in
@@ -161,10 +168,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	return a, nil
 }
 
-// Run tails and forwards until ctx ends, then drains: it stops looking for new files, reads what
-// is left to the end, waits for the last acknowledgements within the drain timeout, saves the
-// checkpoint and returns. The error says how much was left unacknowledged if the deadline passed.
-func (a *Agent) Run(ctx context.Context) error {
+// run is Run (receipt.go) but for the receipt.
+func (a *Agent) run(ctx context.Context) error {
 	// The client and the checkpointer outlive ctx: they are needed while draining.
 	bg, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -198,7 +203,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	defer stopDraining()
 	err := a.tailLoop(ctx, sendCtx)
+	a.writeReceipt(nil)
 	drainErr := a.drain(sendCtx)
+	a.drainEnded(drainErr)
 	stop()
 	wg.Wait()
 	if saveErr := a.saveCheckpoint(); saveErr != nil {

@@ -39,6 +39,8 @@ type stream struct {
 	// encoded, for nothing can be sent, and none of them is acknowledged, so the next start reads
 	// them again.
 	stopped bool
+	// sent counts what was acknowledged, for the receipt.
+	sent delivered
 }
 
 // fileState is the input's per-file state, kept in tail.File.Meta so that the per-record path
@@ -101,6 +103,7 @@ func (in *stream) flush() {
 	b := &forward.Batch{Tag: in.tag, Entries: in.buf, Count: in.count}
 	entries := in.buf
 	b.Acked = func() {
+		in.sent.acked(acks, b.Count)
 		for _, k := range acks {
 			k.file.Ack(k.end)
 		}
