@@ -131,3 +131,72 @@ func TestReceiptOfADrainThatRanOutOfTime(t *testing.T) {
 		t.Errorf("app: %+v, want nothing delivered and the whole file (%d bytes) pending", c.Counts, fileSize(t, path))
 	}
 }
+
+// TestReceiptAsTheDrainStarts: a native sidecar may be killed before its drain ends; the receipt
+// written as the drain starts is then what the pod's status keeps: not drained, what was read and
+// not acknowledged pending. The one written at the end replaces it.
+func TestReceiptAsTheDrainStarts(t *testing.T) {
+	dir := t.TempDir()
+	s, err := forwardtest.Start(forwardtest.Options{ManualAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cfg := newConfig(s.Addr(), config.Input{Container: "app", Paths: []string{dir + "/*.log"}})
+	cfg.DrainTimeout = config.Duration(time.Minute)
+	path := filepath.Join(dir, "app.log")
+	appendLines(t, path, numbered("line", 0, 100)...)
+
+	file := filepath.Join(t.TempDir(), "termination-log")
+	a, err := New(cfg, Options{StateDir: t.TempDir(), Pod: testPod, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ReceiptFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	for len(s.Unacked()) == 0 { // read and sent, not acknowledged
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+
+	var first receipt.Receipt
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, _ := os.ReadFile(file)
+		if r, err := receipt.Parse(string(b)); err == nil {
+			first = r
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no receipt while draining")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if first.Drained || len(first.Containers) != 1 || first.Containers[0].PendingBytes != fileSize(t, path) {
+		t.Errorf("receipt while draining: %+v, want not drained and the whole file (%d bytes) pending", first, fileSize(t, path))
+	}
+
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(file)
+			last, err := receipt.Parse(string(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !last.Drained || last.Containers[0].PendingBytes != 0 || last.Containers[0].Lines != 100 {
+				t.Errorf("final receipt %s, want drained, 100 lines, nothing pending", b)
+			}
+			return
+		default:
+		}
+		for _, c := range s.Unacked() {
+			_ = s.Ack(c)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
