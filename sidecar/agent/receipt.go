@@ -12,7 +12,10 @@ import (
 // checkpoint and returns. The error says how much was left unacknowledged if the deadline passed.
 //
 // When Options.ReceiptFile is set, it writes the delivery receipt there as the drain starts (what
-// the pod's status shows if the agent is killed before it ends) and again when it returns.
+// the pod's status shows if the agent is killed before it ends) and again when it returns. The
+// first is written by the tail loop once it sees the signal: if it was then waiting for the
+// aggregator to take a batch (every batch in flight unacknowledged), that is after an
+// acknowledgement or at the drain deadline, and a kill before either leaves no receipt.
 func (a *Agent) Run(ctx context.Context) error {
 	err := a.run(ctx)
 	a.writeReceipt(err)
