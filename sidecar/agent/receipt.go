@@ -22,6 +22,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// maxCountedFiles bounds the paths a receipt counts per input, so that an agent that lives long
+// beside an app rotating to ever new names keeps a bounded memory.
+const maxCountedFiles = 1 << 16
+
 // delivered counts what was acknowledged of one input, for its receipt. Acknowledgements come on
 // the forward client's goroutine; the receipt is built on Run's.
 type delivered struct {
@@ -51,7 +55,9 @@ func (d *delivered) acked(acks []ack, count int) {
 		// Acks of one file come in order; a copy resumed past this file's position (copytruncate)
 		// has its offsets already.
 		d.bytes += max(k.end-k.file.Acked(), 0)
-		d.paths[k.file.Path] = struct{}{}
+		if len(d.paths) < maxCountedFiles {
+			d.paths[k.file.Path] = struct{}{}
+		}
 	}
 }
 

@@ -103,7 +103,8 @@ type Counts struct {
 	Lines int64 `json:"lines"`
 	// Bytes is the number of file bytes whose records were acknowledged (newlines included).
 	Bytes int64 `json:"bytes"`
-	// Files is the number of files (distinct paths) records were acknowledged from.
+	// Files is the number of files (distinct paths) records were acknowledged from, counted up to
+	// 65536.
 	Files int `json:"files"`
 	// PendingBytes is the number of bytes of the files read so far that were not acknowledged:
 	// read and not acknowledged, or not read yet. Zero after a finished drain. A restarted agent
