@@ -135,6 +135,8 @@ type agentProcess struct {
 	cmd    *exec.Cmd
 	output *syncBuffer
 	done   chan error
+	// terminationMessage is the file that stands for the container's terminationMessagePath.
+	terminationMessage string
 }
 
 // runInjectedAgent starts the agent container of an injected pod as a kubelet would: its command,
@@ -152,7 +154,8 @@ func runInjectedAgent(t testing.TB, pod *corev1.Pod, volumeDirs map[string]strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &agentProcess{cmd: cmd, output: new(syncBuffer), done: make(chan error, 1)}
+	p := &agentProcess{cmd: cmd, output: new(syncBuffer), done: make(chan error, 1),
+		terminationMessage: localpod.TerminationMessageFile(opts, injector.AgentContainer)}
 	cmd.Stdout, cmd.Stderr = p.output, p.output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

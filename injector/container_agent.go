@@ -3,11 +3,13 @@ package injector
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/receipt"
 )
 
 // The agent container and the volumes that are its own.
@@ -157,6 +159,11 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 	}
 	env = append(env, lm.env...)
 	env = append(env, corev1.EnvVar{Name: config.Env, Value: string(cfg)})
+	// The agent's delivery receipt goes to its termination message, which the kubelet puts in the
+	// pod's status. FallbackToLogsOnError still uses the file when the agent wrote it, and the end
+	// of the agent's log when it died before it could (a panic).
+	env = append(env, corev1.EnvVar{Name: config.EnvReceiptFile, Value: corev1.TerminationMessagePathDefault},
+		corev1.EnvVar{Name: config.EnvReceiptMaxBytes, Value: strconv.Itoa(receiptMaxBytes(pod))})
 
 	mounts := []corev1.VolumeMount{
 		{Name: StateVolume, MountPath: StateDir},
@@ -179,6 +186,7 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 
 		Resources:                *r.resources.DeepCopy(),
 		VolumeMounts:             mounts,
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                r.uid,
@@ -196,6 +204,17 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 		c.StartupProbe = startupProbe(p)
 	}
 	return c
+}
+
+// laterContainers is how many containers the injector expects webhooks that run after it to add
+// (a mesh's proxy and its init container), for receiptMaxBytes.
+const laterContainers = 2
+
+// receiptMaxBytes is the most the agent's receipt may take for the kubelet to keep it whole: the
+// kubelet shares 12 KiB among the pod's containers and init containers, the agent and
+// laterContainers included.
+func receiptMaxBytes(pod *corev1.Pod) int {
+	return receipt.Limit(len(pod.Spec.Containers) + len(pod.Spec.InitContainers) + 1 + laterContainers)
 }
 
 // agentPorts declares the metrics port, except in a hostNetwork pod, where it would be a

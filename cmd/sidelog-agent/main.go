@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/sidelog/sidelog/sidecar/agent"
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/receipt"
 )
 
 var version = "dev"
@@ -26,7 +28,8 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+func run(args []string) (err error) {
+	var ran bool
 	// First thing: a short Job's app can exit, and the kubelet send SIGTERM, while the agent is
 	// still starting; the default action would kill it before it read a line.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -43,6 +46,19 @@ func run(args []string) error {
 	if *showVersion {
 		fmt.Println(version)
 		return nil
+	}
+	// The startup probe runs this binary in the same container: only the agent writes the receipt.
+	receiptFile := os.Getenv(config.EnvReceiptFile)
+	receiptMax, _ := strconv.Atoi(os.Getenv(config.EnvReceiptMaxBytes)) // not a number: the default
+	if receiptFile != "" && !*probe {
+		defer func() {
+			// Run writes its own; this one says why the agent never ran.
+			if err != nil && !ran {
+				if werr := receipt.WriteFile(receiptFile, receipt.Receipt{Agent: version, Error: err.Error()}, receiptMax); werr != nil {
+					fmt.Fprintln(os.Stderr, "sidelog-agent:", werr)
+				}
+			}
+		}()
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -77,10 +93,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(cfg, agent.Options{StateDir: *stateDir, Pod: pod, Logger: log, Version: version})
+	a, err := agent.New(cfg, agent.Options{StateDir: *stateDir, Pod: pod, Logger: log,
+		ReceiptFile: receiptFile, ReceiptMaxBytes: receiptMax, Version: version})
 	if err != nil {
 		return err
 	}
 	log.Info("sidelog-agent starting", "version", version, "inputs", len(cfg.Inputs), "upstream", cfg.Upstream.Servers)
+	ran = true
 	return a.Run(ctx)
 }

@@ -3,6 +3,7 @@
 //
 //	sidelog inject -f FILE|- [--policy FILE]
 //	sidelog webhook [flags]
+//	sidelog receipt < kubectl get pod NAME -o json
 //	sidelog version
 //
 // Exit status: 0 on success, 1 when the command failed (a refused manifest, a bad policy, ...),
@@ -24,6 +25,8 @@ var version = "dev"
 const usage = `Usage:
   sidelog inject -f FILE|- [--policy FILE]  add the log agent to the pods and pod templates of manifests
   sidelog webhook [flags]                 serve the mutating admission webhook
+  sidelog receipt                         print the log agents' delivery receipts of the pods
+                                          that kubectl get -o json prints on standard input
   sidelog version                         print the version
 
 Run "sidelog COMMAND -h" for a command's flags.
@@ -50,6 +53,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runInject(args, stdin, stdout, stderr)
 	case "webhook":
 		err = runWebhook(args)
+	case "receipt":
+		err = runReceipt(args, stdin, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			err = usageError{fmt.Errorf("takes no arguments, got %q", args)}

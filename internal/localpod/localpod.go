@@ -10,6 +10,7 @@
 package localpod
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -47,6 +48,13 @@ type Options struct {
 	ScratchDir string
 	// PodIP is what status.podIP resolves to; default 127.0.0.1.
 	PodIP string
+}
+
+// TerminationMessageFile is the file that stands for the terminationMessagePath of container
+// name: what the process writes there is what the kubelet would report as its termination
+// message (up to 4096 bytes).
+func TerminationMessageFile(o Options, name string) string {
+	return filepath.Join(o.ScratchDir, "termination-message", name)
 }
 
 // Command builds the process for container name of pod. The pod should be the one the API server
@@ -88,6 +96,19 @@ func Command(pod *corev1.Pod, name string, o Options) (*exec.Cmd, error) {
 		}
 		mounts = append(mounts, [2]string{m.MountPath, filepath.Join(dir, m.SubPath)})
 	}
+	// The kubelet mounts a file of its own at the terminationMessagePath and reads it when the
+	// container ended; here it is TerminationMessageFile, created empty unless it exists (a probe
+	// run in the container must not empty it).
+	tm := TerminationMessageFile(o, name)
+	if err := os.MkdirAll(filepath.Dir(tm), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(tm, os.O_CREATE|os.O_WRONLY, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	mounts = append(mounts, [2]string{cmp.Or(c.TerminationMessagePath, corev1.TerminationMessagePathDefault), tm})
 	// Longest mount path first, so /a/b wins over /a.
 	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i][0]) > len(mounts[j][0]) })
 	rewrite := func(s string) string {

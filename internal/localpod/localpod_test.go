@@ -91,3 +91,39 @@ func TestCommand(t *testing.T) {
 		t.Errorf("unknown binary: err = %v", err)
 	}
 }
+
+// TestTerminationMessagePath: the container's terminationMessagePath (the API's default when it
+// sets none) stands for a local file that exists before the process starts, as the kubelet's
+// mount does, and that a second start (a probe in the same container) does not empty.
+func TestTerminationMessagePath(t *testing.T) {
+	for _, path := range []string{"", "/dev/termination-log", "/tmp/message"} {
+		dir := t.TempDir()
+		pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name:                   "agent",
+			Command:                []string{"/agent"},
+			Env:                    []corev1.EnvVar{{Name: "RECEIPT", Value: path}},
+			TerminationMessagePath: path,
+		}}}}
+		if path == "" {
+			pod.Spec.Containers[0].Env[0].Value = corev1.TerminationMessagePathDefault
+		}
+		o := Options{Binaries: map[string]string{"/agent": "/bin/true"}, ScratchDir: dir}
+		cmd, err := Command(pod, "agent", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := TerminationMessageFile(o, "agent")
+		if !slices.Contains(cmd.Env, "RECEIPT="+file) {
+			t.Errorf("path %q: env %q, want RECEIPT=%s", path, cmd.Env, file)
+		}
+		if err := os.WriteFile(file, []byte("receipt"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Command(pod, "agent", o); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(file); string(b) != "receipt" {
+			t.Errorf("path %q: a second start left %q in the file", path, b)
+		}
+	}
+}

@@ -56,8 +56,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the metrics; nil for a new one.
 	Registry *metrics.Registry
-	// Version is the agent's, for the OTLP scope.
-	Version string
+	// ReceiptFile is where Run writes the delivery receipt (the container's termination message
+	// file), in at most ReceiptMaxBytes (zero: receipt.MaxBytes); empty for none. Version is the
+	// agent's version, which the receipt and the OTLP scope carry.
+	ReceiptFile, Version string
+	ReceiptMaxBytes      int
 }
 
 // upstream is what the agent needs of a protocol's client besides Send.
@@ -84,15 +87,17 @@ func (a *Agent) newEncoder(container, file, parser string, tr *parse.Transcoder)
 
 // send hands a batch of in's records to the upstream client; Send blocks while the in-flight
 // limit is reached.
-func (a *Agent) send(in *stream, records []byte, count int, acked func()) error {
+func (a *Agent) send(in *stream, records []byte, count int, acked func(rejected int)) error {
 	if a.otl == nil {
-		return a.fwd.Send(in.ctx, &forward.Batch{Tag: in.tag, Entries: records, Count: count, Acked: acked})
+		return a.fwd.Send(in.ctx, &forward.Batch{Tag: in.tag, Entries: records, Count: count, Acked: func() { acked(0) }})
 	}
 	// The resource carries the pod's identity: built again once after the labels changed.
 	if in.resource == nil || in.resourceGen != a.podGen {
 		in.resource, in.resourceGen = otlp.AppendResource(nil, a.pod, in.cfg.Container), a.podGen
 	}
-	return a.otl.Send(in.ctx, &otlp.Batch{Resource: in.resource, Records: records, Count: count, Container: in.cfg.Container, Acked: acked})
+	b := &otlp.Batch{Resource: in.resource, Records: records, Count: count, Container: in.cfg.Container}
+	b.Acked = func() { acked(b.Rejected) }
+	return a.otl.Send(in.ctx, b)
 }
 
 // Agent tails the configured files and forwards their records.
@@ -132,6 +137,8 @@ type Agent struct {
 	// its own drain deadline, and what was acknowledged by then must not be sent again.
 	draining           atomic.Bool
 	ackedWhileDraining chan struct{}
+	// drained is set when the drain finished with every record acknowledged (drainEnded).
+	drained atomic.Bool
 }
 
 // New builds an agent from a validated configuration and resumes from the checkpoint in
@@ -224,10 +231,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	return a, nil
 }
 
-// Run tails and forwards until ctx ends, then drains: it stops looking for new files, reads what
-// is left to the end, waits for the last acknowledgements within the drain timeout, saves the
-// checkpoint and returns. The error says how much was left unacknowledged if the deadline passed.
-func (a *Agent) Run(ctx context.Context) error {
+// run is Run (receipt.go) but for the receipt.
+func (a *Agent) run(ctx context.Context) error {
 	// The client and the checkpointer outlive ctx: they are needed while draining.
 	bg, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -261,7 +266,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	defer stopDraining()
 	err := a.tailLoop(ctx, sendCtx)
+	a.writeReceipt(nil)
 	drainErr := a.drain(sendCtx)
+	a.drainEnded(drainErr)
 	stop()
 	wg.Wait()
 	if saveErr := a.saveCheckpoint(); saveErr != nil {

@@ -45,6 +45,8 @@ type stream struct {
 	// encoded, for nothing can be sent, and none of them is acknowledged, so the next start reads
 	// them again.
 	stopped bool
+	// sent counts what was acknowledged, for the receipt.
+	sent delivered
 }
 
 // fileState is the input's per-file state, kept in tail.File.Meta so that the per-record path
@@ -108,7 +110,10 @@ func (in *stream) flush() {
 	}
 	a := in.agent
 	entries, count := in.buf, in.count
-	acked := func() {
+	acked := func(rejected int) {
+		// Records the upstream refused for good (OTLP) are done with, so their offsets are
+		// checkpointed, but they were dropped, not delivered: the receipt says so.
+		in.sent.acked(acks, count, rejected)
 		for _, k := range acks {
 			k.file.Ack(k.end)
 		}

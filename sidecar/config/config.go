@@ -637,6 +637,17 @@ const (
 // of it, so that the garbage collector works harder before the container is killed.
 const EnvMemoryLimit = "SIDELOG_MEMORY_LIMIT"
 
+// EnvReceiptFile is the file the agent writes its delivery receipt to when it exits: its
+// container's terminationMessagePath, which the injector sets. Unset, no receipt is written. An
+// environment variable rather than a flag, so that an older agent image ignores it.
+const EnvReceiptFile = "SIDELOG_RECEIPT_FILE"
+
+// EnvReceiptMaxBytes is the most bytes the receipt may take, a plain number: the kubelet keeps at
+// most 4096 of one container's termination message, and less in a pod of more than three
+// containers (12 KiB shared among them), which the injector counts. Unset or not a positive
+// number: 4096.
+const EnvReceiptMaxBytes = "SIDELOG_RECEIPT_MAX_BYTES"
+
 // MemoryLimitShare is the share of the container's memory limit that the agent gives the Go
 // runtime as its soft limit (GOMEMLIMIT). The rest is for what the runtime does not count and the
 // limit does: the binary's text and data (about 5 MiB resident), thread stacks, and the socket

@@ -60,6 +60,9 @@ type Batch struct {
 	// Acked is called once when the batch is done with — answered with a 2xx, or refused for
 	// good — in Send order, from the client's goroutine (the one running Run). It may be nil.
 	Acked func()
+	// Rejected is, when Acked is called, how many of the records the upstream refused (all of
+	// them for a batch refused for good): counted as dropped, not delivered.
+	Rejected int
 }
 
 // Defaults of the options.
@@ -590,6 +593,7 @@ func (c *Client) attempt(ctx context.Context, p *pending, u string) (out outcome
 }
 
 func (c *Client) drop(b *Batch, reason string, n int) {
+	b.Rejected = min(b.Rejected+n, b.Count)
 	c.reg.Counter("sidelog_dropped_total", "Unavoidable losses, by reason: lines or records cut to maxLineBytes, files deleted before they were read (or, closed to make room, before they were read to their end), bytes truncated before they were read.",
 		"container", b.Container, "reason", reason).Add(uint64(n))
 }

@@ -1,0 +1,20 @@
+package tail
+
+// Drops are an input's unavoidable losses of one reason (see sidelog_dropped_total).
+type Drops struct {
+	// Count is how many lines or records were cut, or files lost; Bytes how many bytes were lost.
+	Count, Bytes uint64
+}
+
+// Dropped returns the input's losses so far by reason, reasons with none left out. It reads the
+// same counters as the sidelog_dropped_total and sidelog_dropped_bytes_total metrics; safe from
+// any goroutine.
+func (t *Tailer) Dropped() map[string]Drops {
+	out := map[string]Drops{}
+	for _, r := range reasons {
+		if n := t.m.dropped[r].Value(); n > 0 {
+			out[r] = Drops{Count: n, Bytes: t.m.droppedBytes[r].Value()}
+		}
+	}
+	return out
+}
