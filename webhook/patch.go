@@ -69,14 +69,30 @@ func podPatch(original, mutated *corev1.Pod) (ops []patchOp, ok bool) {
 	return ops, true
 }
 
-// restEqual reports whether a and b are equal but for the fields podPatch patches.
+// restEqual reports whether a and b are equal but for the fields podPatch patches. It clears
+// those fields in a and b while it compares (copies of the pods would cost as much as the
+// comparison), so neither may be read meanwhile.
 func restEqual(a, b *corev1.Pod) bool {
-	ra, rb := *a, *b // shallow: only the copies' fields are cleared
-	for _, p := range []*corev1.Pod{&ra, &rb} {
+	type patched struct {
+		annotations, labels        map[string]string
+		initContainers, containers []corev1.Container
+		volumes                    []corev1.Volume
+		resources                  *corev1.ResourceRequirements
+	}
+	take := func(p *corev1.Pod) patched {
+		f := patched{p.Annotations, p.Labels, p.Spec.InitContainers, p.Spec.Containers, p.Spec.Volumes, p.Spec.Resources}
 		p.Annotations, p.Labels = nil, nil
 		p.Spec.InitContainers, p.Spec.Containers, p.Spec.Volumes, p.Spec.Resources = nil, nil, nil, nil
+		return f
 	}
-	return equal(&ra, &rb)
+	put := func(p *corev1.Pod, f patched) {
+		p.Annotations, p.Labels = f.annotations, f.labels
+		p.Spec.InitContainers, p.Spec.Containers, p.Spec.Volumes, p.Spec.Resources = f.initContainers, f.containers, f.volumes, f.resources
+	}
+	fa, fb := take(a), take(b)
+	defer put(a, fa)
+	defer put(b, fb)
+	return equal(a, b)
 }
 
 // equal is equality.Semantic.DeepEqual, which sees a quantity by its value and an empty list or
