@@ -2,9 +2,10 @@
 // the injector's mutation as a JSON patch, a denial naming the annotation that is wrong, or an
 // unchanged pod.
 //
-// Decoding, the AdmissionReview envelope and the patch are controller-runtime's admission
-// package; this package looks up the namespace's defaults, calls injector.Inject and counts
-// what happened.
+// Decoding and the AdmissionReview envelope are controller-runtime's admission package; this
+// package looks up the namespace's defaults, calls injector.Inject, answers with a JSON patch of
+// the fields the injector changed (podPatch; the whole-document diff of
+// admission.PatchResponseFromRaw when anything else changed) and counts what happened.
 package webhook
 
 import (
