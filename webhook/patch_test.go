@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"os"
@@ -218,5 +219,54 @@ func TestPodPatchFallsBack(t *testing.T) {
 	got := applied(t, req, patchResponse(req.Object.Raw, original, mutated))
 	if diff := cmp.Diff(mutated, got, samePod...); diff != "" {
 		t.Errorf("patched pod (-want +got):\n%s", diff)
+	}
+}
+
+// TestPodPatchKeepsUnknownFields checks that fields this webhook's k8s.io/api does not know (a
+// newer API server's) survive injection where the injector did not change the element they
+// are in; the whole-document diff removed them everywhere, as the mutated pod, encoded from
+// its typed form, does not have them.
+func TestPodPatchKeepsUnknownFields(t *testing.T) {
+	pod := appPod(map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log"})
+	pod.Namespace = "shop"
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	spec := doc["spec"].(map[string]any)
+	spec["futurePodField"] = "x"
+	spec["containers"].([]any)[0].(map[string]any)["futureContainerField"] = "y"
+	if raw, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	req := podRequest(t, "shop", "CREATE", pod)
+	req.Object.Raw = raw
+	namespaces := cachedNamespaces{"shop": namespace("shop", true, map[string]string{injector.AnnotationUpstream: "fluentd.logging:24224"})}
+	resp := NewHandler(namespaces, StaticPolicy(injector.DefaultPolicy()), ownNS).Handle(context.Background(), req)
+	if !resp.Allowed || !patched(resp) {
+		t.Fatalf("not patched: %+v", resp.Result)
+	}
+	b := resp.Patch
+	if len(resp.Patches) > 0 {
+		if b, err = json.Marshal(resp.Patches); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patch, err := jsonpatch.DecodePatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := patch.Apply(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"futurePodField":"x"`, `"futureContainerField":"y"`, `"name":"sidelog-agent"`} {
+		if !strings.Contains(string(out), field) {
+			t.Errorf("patched pod has no %s: %s", field, out)
+		}
 	}
 }
