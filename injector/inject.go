@@ -75,7 +75,7 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 	if pod == nil {
 		return nil, Outcome{}, errors.New("injector: no pod")
 	}
-	p, err := policy.complete()
+	p, err := policy.completed()
 	if err != nil {
 		return nil, Outcome{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -176,6 +177,30 @@ func TestInjectIdempotent(t *testing.T) {
 			if o1.Injected && (o2.Reason != "already injected" || len(o2.Warnings) > 0) {
 				t.Errorf("second Inject: outcome %+v, want reason \"already injected\" and no warnings", o2)
 			}
+		})
+	}
+}
+
+// TestInjectConcurrent injects every golden input from several goroutines at once with the
+// same policy, as the webhook does: Inject shares the completed policy between calls, so under
+// -race this fails if an injection writes to it; and each must give what one alone gives.
+func TestInjectConcurrent(t *testing.T) {
+	for _, file := range goldenInputs(t) {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
+			c, p := loadCase(t, file)
+			want, _, wantErr := Inject(&c.Pod, c.Namespace, p)
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					got, _, err := Inject(&c.Pod, c.Namespace, p)
+					if (err == nil) != (wantErr == nil) {
+						t.Errorf("error %v, alone %v", err, wantErr)
+					} else if diff := cmp.Diff(want, got); diff != "" {
+						t.Errorf("injected concurrently (-alone +concurrently):\n%s", diff)
+					}
+				})
+			}
+			wg.Wait()
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -338,6 +339,28 @@ func (p *Policy) complete() (*Policy, error) {
 	}
 	return &c, nil
 }
+
+// completed is complete for Inject, which only reads the policy: the completed copy of the
+// policy last asked for is kept and shared (completing one costs a sixth of an injection), so,
+// as for PolicyRevision, a policy must not be modified once it has been used, and what this
+// returns must never be.
+func (p *Policy) completed() (*Policy, error) {
+	if last := lastCompleted.Load(); last != nil && last.policy == p {
+		return last.completed, nil
+	}
+	c, err := p.complete()
+	if err != nil {
+		return nil, err
+	}
+	lastCompleted.Store(&completedOf{policy: p, completed: c})
+	return c, nil
+}
+
+type completedOf struct {
+	policy, completed *Policy
+}
+
+var lastCompleted atomic.Pointer[completedOf]
 
 // validate reports the first thing wrong with a completed policy.
 func (p *Policy) validate() error {

@@ -2,9 +2,10 @@
 // the injector's mutation as a JSON patch, a denial naming the annotation that is wrong, or an
 // unchanged pod.
 //
-// Decoding, the AdmissionReview envelope and the patch are controller-runtime's admission
-// package; this package looks up the namespace's defaults, calls injector.Inject and counts
-// what happened.
+// Decoding and the AdmissionReview envelope are controller-runtime's admission package; this
+// package looks up the namespace's defaults, calls injector.Inject, answers with a JSON patch of
+// the fields the injector changed (podPatch; the whole-document diff of
+// admission.PatchResponseFromRaw when anything else changed) and counts what happened.
 package webhook
 
 import (
@@ -136,15 +137,36 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		// or a template that went through sidelog inject): nothing to change.
 		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped
 	}
-	raw, err := json.Marshal(mutated)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the mutated pod: %w", err)), OutcomeError
-	}
 	outcome := OutcomeInjected
 	if !out.Injected {
 		outcome = OutcomeRemoved
 	}
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(out.Warnings...), outcome
+	return patchResponse(req.Object.Raw, pod, mutated).WithWarnings(out.Warnings...), outcome
+}
+
+// patchResponse admits the pod with the patch that makes mutated of original, decoded from raw:
+// built from the fields the injector changes (podPatch), or, should anything else differ, by
+// diffing the two documents whole.
+func patchResponse(raw []byte, original, mutated *corev1.Pod) admission.Response {
+	if ops, ok := podPatch(original, mutated); ok {
+		// As PatchResponseFromRaw answers, but with the patch encoded: Complete leaves a
+		// response without Patches as it is.
+		resp := admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true}}
+		if len(ops) > 0 {
+			patch, err := encodePatch(ops)
+			if err != nil {
+				return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the patch: %w", err))
+			}
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.Patch, resp.PatchType = patch, &pt
+		}
+		return resp
+	}
+	b, err := json.Marshal(mutated)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the mutated pod: %w", err))
+	}
+	return admission.PatchResponseFromRaw(raw, b)
 }
 
 // errNoPolicy answers while the webhook has no valid cluster policy: its readiness check says

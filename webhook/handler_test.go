@@ -84,10 +84,16 @@ func applied(t *testing.T, req admission.Request, resp admission.Response) *core
 	t.Helper()
 	pod := &corev1.Pod{}
 	raw := req.Object.Raw
-	if len(resp.Patches) > 0 {
-		p, err := json.Marshal(resp.Patches)
-		if err != nil {
-			t.Fatal(err)
+	if patched(resp) {
+		// Either the operations, which admission.Webhook encodes, or the encoded patch.
+		p := resp.Patch
+		if len(resp.Patches) > 0 {
+			var err error
+			if p, err = json.Marshal(resp.Patches); err != nil {
+				t.Fatal(err)
+			}
+		} else if resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+			t.Fatalf("patch type %v, want JSONPatch", resp.PatchType)
 		}
 		patch, err := jsonpatch.DecodePatch(p)
 		if err != nil {
@@ -102,6 +108,9 @@ func applied(t *testing.T, req admission.Request, resp admission.Response) *core
 	}
 	return pod
 }
+
+// patched reports whether resp has a patch, as operations or encoded.
+func patched(resp admission.Response) bool { return len(resp.Patches) > 0 || len(resp.Patch) > 0 }
 
 // agentConfig returns the agent's configuration in pod, or nil if the pod has no agent.
 func agentConfig(t *testing.T, pod *corev1.Pod) *config.Config {
@@ -216,10 +225,10 @@ func TestHandle(t *testing.T) {
 			pod := applied(t, req, resp)
 			cfg := agentConfig(t, pod)
 			if (cfg != nil) != tt.wantAgent {
-				t.Fatalf("agent injected = %v, want %v (patches %d)", cfg != nil, tt.wantAgent, len(resp.Patches))
+				t.Fatalf("agent injected = %v, want %v (patched %v)", cfg != nil, tt.wantAgent, patched(resp))
 			}
-			if !tt.wantAgent && len(resp.Patches) > 0 {
-				t.Errorf("patches for a pod left alone: %v", resp.Patches)
+			if !tt.wantAgent && patched(resp) {
+				t.Errorf("patches for a pod left alone: %v %s", resp.Patches, resp.Patch)
 			}
 			if tt.wantAgent && cfg.Upstream.Servers[0] != tt.wantUpstream {
 				t.Errorf("upstream = %v, want %s first", cfg.Upstream.Servers, tt.wantUpstream)
@@ -230,8 +239,8 @@ func TestHandle(t *testing.T) {
 			if tt.wantAgent {
 				// A reinvocation (reinvocationPolicy IfNeeded) sees the injected pod: no change.
 				again := h.Handle(context.Background(), podRequest(t, tt.ns, tt.op, pod))
-				if !again.Allowed || len(again.Patches) > 0 {
-					t.Errorf("second admission of the injected pod: allowed %v, %d patches; want allowed, none", again.Allowed, len(again.Patches))
+				if !again.Allowed || patched(again) {
+					t.Errorf("second admission of the injected pod: allowed %v, patched %v; want allowed, not patched", again.Allowed, patched(again))
 				}
 			}
 		})
@@ -313,8 +322,8 @@ func TestHandleFailurePolicy(t *testing.T) {
 				t.Fatalf("allowed = %v, want %v: %+v", resp.Allowed, tt.wantAllowed, resp.Result)
 			}
 			if tt.wantAllowed {
-				if len(resp.Patches) != 0 || resp.Patch != nil {
-					t.Errorf("admitted with a patch %v: want the pod unchanged", resp.Patches)
+				if patched(resp) {
+					t.Errorf("admitted with a patch %v %s: want the pod unchanged", resp.Patches, resp.Patch)
 				}
 				if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], tt.want) || !strings.Contains(resp.Warnings[0], "Ignore") {
 					t.Errorf("warnings = %q, want one saying %q and why the pod is admitted", resp.Warnings, tt.want)
@@ -363,8 +372,8 @@ func TestHandleInjectedTemplate(t *testing.T) {
 			if got := counterValue(t, admissions.WithLabelValues(tt.outcome)); got != before+1 {
 				t.Errorf("admissions{outcome=%s} = %v, want %v", tt.outcome, got, before+1)
 			}
-			if tt.outcome == OutcomeSkipped && len(resp.Patches) != 0 {
-				t.Errorf("patched a pod injected from the same inputs: %v", resp.Patches)
+			if tt.outcome == OutcomeSkipped && patched(resp) {
+				t.Errorf("patched a pod injected from the same inputs: %v %s", resp.Patches, resp.Patch)
 			}
 			pod := applied(t, req, resp)
 			cfg := agentConfig(t, pod)
