@@ -68,6 +68,11 @@ type Encoder struct {
 	// timeMiss is called for a parsed line without a usable one (SetEventTime).
 	timeFormat *parse.TimeFormat
 	timeMiss   func()
+
+	// head is the entry header of the time headAt: the records of one poll share their read
+	// time, so it is encoded once per poll rather than once per record.
+	head   [11]byte
+	headAt time.Time
 }
 
 // SetEventTime makes e stamp each line that the json parser parsed with the time in its
@@ -145,13 +150,13 @@ func (e *Encoder) Append(dst []byte, t time.Time, line []byte) (out []byte, pars
 					e.timeMiss()
 				}
 			}
-			dst = appendHead(dst, t)
+			dst = e.appendHead(dst, t)
 			dst = msgpack.AppendMapHeader(dst, n+fixed)
 			dst = e.tr.AppendMembers(dst)
 			return append(dst, e.meta...), true
 		}
 	}
-	dst = appendHead(dst, t)
+	dst = e.appendHead(dst, t)
 	// A map of three: "log", then the two fields of meta.
 	dst = append(dst, 0x83, 0xa3, 'l', 'o', 'g')
 	dst = msgpack.AppendStringHeader(dst, len(line))
@@ -160,12 +165,15 @@ func (e *Encoder) Append(dst []byte, t time.Time, line []byte) (out []byte, pars
 }
 
 // appendHead appends the entry's array header and its EventTime.
-func appendHead(dst []byte, t time.Time) []byte {
-	var h [11]byte
-	h[0], h[1], h[2] = 0x92, 0xd7, msgpack.EventTimeType
-	binary.BigEndian.PutUint32(h[3:], uint32(t.Unix()))
-	binary.BigEndian.PutUint32(h[7:], uint32(t.Nanosecond()))
-	return append(dst, h[:]...)
+func (e *Encoder) appendHead(dst []byte, t time.Time) []byte {
+	if t != e.headAt || e.head[0] == 0 {
+		h := &e.head
+		h[0], h[1], h[2] = 0x92, 0xd7, msgpack.EventTimeType
+		binary.BigEndian.PutUint32(h[3:], uint32(t.Unix()))
+		binary.BigEndian.PutUint32(h[7:], uint32(t.Nanosecond()))
+		e.headAt = t
+	}
+	return append(dst, e.head[:]...)
 }
 
 // mayBeObject reports whether the first byte that is not JSON white space is '{'.
