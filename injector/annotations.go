@@ -48,7 +48,8 @@ const (
 	// written after the agent started are shipped, as Fluent Bit's read_from_head false and the
 	// OpenTelemetry filelog receiver's start_at end) or "auto". A file created while the agent
 	// runs -- a new log, a rotation's new file -- is read from its head whatever this says, and
-	// a file with a checkpoint resumes at it.
+	// a file with a checkpoint resumes at it. So does every file a restarted agent (a crash, an
+	// OOM kill) finds without a checkpoint: this pod wrote it, during an outage perhaps.
 	//
 	// Default "auto" (the policy's readFrom): "head" when every volume the container's globs
 	// are on is new with the pod (emptyDir, a generic ephemeral volume), else "tail". An emptyDir

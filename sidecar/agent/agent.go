@@ -182,6 +182,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.log.Error("checkpoint unreadable, reading every file from its start", "dir", opts.StateDir, "err", err)
 		saved = nil
 	}
+	restarted := a.markStarted()
 	for _, ic := range cfg.Inputs {
 		in := &stream{
 			agent:     a,
@@ -219,7 +220,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			Container:    ic.Container,
 			ScanInterval: cfg.Limits.PollInterval.D(),
 			Logger:       a.log,
-			ReadFrom:     ic.ReadFrom,
+			ReadFrom:     readFrom(ic.ReadFrom, restarted),
 			IgnoreOlder:  ic.IgnoreOlder.D(),
 		}, in)
 		if err != nil {
@@ -470,4 +471,35 @@ func (a *Agent) serveHTTP(addr string) (*http.Server, error) {
 		}
 	}()
 	return srv, nil
+}
+
+// startedFile, in the state directory, says that an agent ran in this pod before: the state
+// directory is an emptyDir, new with the pod.
+const startedFile = "started"
+
+// markStarted reports whether an agent ran in this pod before (the kubelet restarted the
+// container: a crash, an OOM kill, a failed probe), and records that this one did.
+func (a *Agent) markStarted() (restarted bool) {
+	if a.opts.StateDir == "" {
+		return false
+	}
+	path := filepath.Join(a.opts.StateDir, startedFile)
+	if _, err := os.Stat(path); err == nil {
+		return true
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		a.log.Warn("cannot record the agent's start: a restart will take it for the pod's first", "err", err)
+	}
+	return false
+}
+
+// readFrom is where files without a checkpoint start. readFrom tail is for the files the pod
+// found when it started, which earlier pods shipped; a restarted agent finds also the files
+// this pod wrote while it was down or before their first acknowledgement (an outage), which
+// no checkpoint names: it reads those from their head, for at least once.
+func readFrom(configured string, restarted bool) string {
+	if restarted {
+		return config.ReadFromHead
+	}
+	return configured
 }
