@@ -46,6 +46,11 @@ func (r *request) resolveIdentity(pod *corev1.Pod, p *Policy) {
 		}
 	default: // IdentityPlatform, no shared uid: the platform assigns one
 		r.uid, r.gid = nil, nil
+		if podUID != nil && *podUID == 0 {
+			// Left unset, the agent would inherit the pod's root uid, which its runAsNonRoot
+			// refuses: the kubelet would never start it, nor, behind a native sidecar, the app.
+			r.uid = ptr(p.AgentUser)
+		}
 		if !anySet(uids) {
 			// The platform gives the agent the uid it gives the app containers.
 			return
@@ -56,6 +61,9 @@ func (r *request) resolveIdentity(pod *corev1.Pod, p *Policy) {
 	}
 
 	agent := "the platform's uid"
+	if r.uid == nil && podUID != nil {
+		agent = fmt.Sprintf("the pod's uid %d", *podUID)
+	}
 	if r.uid != nil {
 		agent = fmt.Sprintf("uid %d", *r.uid)
 	}

@@ -29,6 +29,8 @@ func TestAgentIdentity(t *testing.T) {
 		{"platform: nothing set", IdentityPlatform, nil, nil, nil, nil, ""},
 		{"platform: the app's uid", IdentityPlatform, nil, &corev1.SecurityContext{RunAsUser: id(1000700000)}, id(1000700000), nil, ""},
 		{"platform: a root app", IdentityPlatform, nil, &corev1.SecurityContext{RunAsUser: id(0)}, nil, nil, "the agent runs as the platform's uid"},
+		{"platform: a root pod", IdentityPlatform, &corev1.PodSecurityContext{RunAsUser: id(0)}, nil, id(65532), nil, `the agent runs as uid 65532 and tailed container "app" as root`},
+		{"platform: two containers, a pod-level uid and another", IdentityPlatform, &corev1.PodSecurityContext{RunAsUser: id(1000)}, &corev1.SecurityContext{RunAsUser: id(2000)}, nil, nil, `the agent runs as the pod's uid 1000`},
 		{"app: two containers, two uids", IdentityApp, nil, &corev1.SecurityContext{RunAsUser: id(1000)}, id(65532), id(65532),
 			`tailed containers "app" as uid 1000, "worker" as its image's user`},
 	}
