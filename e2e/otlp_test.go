@@ -284,6 +284,7 @@ func TestAgentOTLPToTheCollector(t *testing.T) {
 				"k8s.namespace.name": "shop", "k8s.pod.name": "checkout-5d8f7-abcde",
 				"k8s.pod.uid": "6f1c9c1e-8d0e-4c1e-9a53-7b0d3c1f2a44", "k8s.container.name": "app",
 				"k8s.node.name": "virtual-kubelet-eci", "k8s.pod.label.app": "checkout", "k8s.pod.label.tier": "web",
+				"k8s.pod.label." + injector.LabelInjected: "true",
 			}
 			wantOrg := ""
 			if tt.secure {
