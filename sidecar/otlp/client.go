@@ -518,13 +518,40 @@ func (c *Client) attempt(ctx context.Context, p *pending, u string) (out outcome
 	for _, b := range parts {
 		size += len(b)
 	}
+	// The transport may read a body after Do returned (a server that answers before reading
+	// it all), and closes it when it is done: the buffers, which the next attempt and the
+	// batch's Acked reuse, are let go only then.
+	var (
+		bodiesMu sync.Mutex
+		bodies   []*sentBody
+	)
 	newBody := func() io.ReadCloser {
 		rs := make([]io.Reader, len(parts))
 		for i, b := range parts {
 			rs[i] = bytes.NewReader(b)
 		}
-		return io.NopCloser(io.MultiReader(rs...))
+		b := &sentBody{Reader: io.MultiReader(rs...), closed: make(chan struct{})}
+		bodiesMu.Lock()
+		bodies = append(bodies, b)
+		bodiesMu.Unlock()
+		return b
 	}
+	defer func() {
+		bodiesMu.Lock()
+		defer bodiesMu.Unlock()
+		timeout := time.NewTimer(c.cfg.AckTimeout.D())
+		defer timeout.Stop()
+		for _, b := range bodies {
+			select {
+			case <-b.closed:
+			case <-timeout.C:
+				// Never seen; but then the next attempt must not write into what it reads.
+				c.log.Warn("the HTTP transport still holds a request body", "url", u)
+				c.head, c.zbuf = nil, bytes.Buffer{}
+				return
+			}
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, newBody())
 	if err != nil {
 		c.log.Error("building a request", "url", u, "err", err)
@@ -621,4 +648,16 @@ func retryAfter(v string, now time.Time) time.Duration {
 		d = t.Sub(now)
 	}
 	return min(max(d, 0), maxRetryAfter)
+}
+
+// sentBody is a request body that says when the transport closed it.
+type sentBody struct {
+	io.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *sentBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
 }
