@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -48,23 +47,12 @@ type credentials struct {
 // loadCredentials reads the files of cfg.
 func loadCredentials(cfg config.Upstream) (*credentials, error) {
 	cr := &credentials{}
-	if t := cfg.TLS; t != nil {
-		cr.tls = &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			ServerName:         t.ServerName,
-			InsecureSkipVerify: t.InsecureSkipVerify, // config documents it as for tests only
+	if cfg.TLS != nil {
+		conf, err := delivery.ClientTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
 		}
-		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("upstream.tls.caFile: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("upstream.tls.caFile: %s holds no PEM certificate", t.CAFile)
-			}
-			cr.tls.RootCAs = pool
-		}
+		cr.tls = conf
 	}
 	var err error
 	if cr.sharedKey, err = readSecret("upstream.sharedKeyFile", cfg.SharedKeyFile); err != nil {

@@ -193,3 +193,8 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = r.WriteTo(w)
 }
+
+// DroppedHelp is the help of sidelog_dropped_total, a series that two stages count (the tail
+// stage its drops, the OTLP client the records the upstream refused): one text, so that the
+// series has one help whichever stage registers it first.
+const DroppedHelp = "Unavoidable losses, by reason: lines or records cut to maxLineBytes, files deleted before they were read (or, closed to make room, before they were read to their end), bytes truncated before they were read, records the upstream refused (OTLP)."

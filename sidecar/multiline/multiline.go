@@ -17,7 +17,7 @@
 //
 // A Joiner holds its pending record, at most maxBytes (its buffer never grows beyond that), and
 // lets the buffer go once the record leaves if it grew beyond ReleaseAbove, so that an idle file
-// pins nothing large; Release frees it whatever its size, for a file closed to make room. What
+// pins nothing large (a file closed to make room drops its Joiner after a Flush). What
 // Joiners hold beyond ReleaseAbove each is charged to a Budget, the process-wide Shared one
 // (DefaultBudget, 16 MiB) unless Rule.SetBudget says otherwise: a record that would need more
 // room than the budget has left is sent as it is, and its next line starts a new record; a first
@@ -307,13 +307,6 @@ func (j *Joiner) Reset() {
 	if cap(j.buf) > ReleaseAbove {
 		j.free()
 	}
-}
-
-// Release hands the pending record, if any, to emit, as Flush does, and frees the buffer whatever
-// its size: for a file closed to make room, which should hold nothing until it is read again.
-func (j *Joiner) Release(emit Emit) {
-	j.Flush(emit)
-	j.free()
 }
 
 // Retained returns the capacity of the Joiner's buffer: what it holds between lines.

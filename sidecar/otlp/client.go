@@ -26,7 +26,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -191,7 +190,7 @@ func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.
 		c.urls = append(c.urls, u.String())
 	}
 	if cfg.TLS != nil {
-		conf, err := loadTLS(cfg.TLS)
+		conf, err := delivery.ClientTLS(cfg.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -235,26 +234,6 @@ func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.
 	return c, nil
 }
 
-func loadTLS(t *config.TLS) (*tls.Config, error) {
-	conf := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.ServerName,
-		InsecureSkipVerify: t.InsecureSkipVerify, // config documents it as for tests only
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream.tls.caFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("upstream.tls.caFile: %s holds no PEM certificate", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	return conf, nil
-}
-
 // dialTLS makes the TLS connections of https URLs. It reads the CA file again for every new
 // connection, so that a rotated Secret takes effect without a restart; a file that cannot be
 // read leaves the last good CA in use, with a warning.
@@ -262,7 +241,7 @@ func (c *Client) dialTLS(d *net.Dialer) func(ctx context.Context, network, addr 
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conf := c.tls.Load()
 		if c.cfg.TLS != nil {
-			if fresh, err := loadTLS(c.cfg.TLS); err != nil {
+			if fresh, err := delivery.ClientTLS(c.cfg.TLS); err != nil {
 				c.log.Warn("rereading the upstream CA failed; using the last one read", "err", err)
 			} else {
 				c.tls.Store(fresh)
@@ -621,7 +600,7 @@ func (c *Client) attempt(ctx context.Context, p *pending, u string) (out outcome
 
 func (c *Client) drop(b *Batch, reason string, n int) {
 	b.Rejected = min(b.Rejected+n, b.Count)
-	c.reg.Counter("sidelog_dropped_total", "Unavoidable losses, by reason: lines or records cut to maxLineBytes, files deleted before they were read (or, closed to make room, before they were read to their end), bytes truncated before they were read.",
+	c.reg.Counter("sidelog_dropped_total", metrics.DroppedHelp,
 		"container", b.Container, "reason", reason).Add(uint64(n))
 }
 

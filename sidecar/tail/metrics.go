@@ -46,7 +46,7 @@ func newInstruments(reg *metrics.Registry, container string) *instruments {
 		rotated:      map[string]*metrics.Counter{},
 	}
 	for _, r := range reasons {
-		m.dropped[r] = reg.Counter("sidelog_dropped_total", "Unavoidable losses, by reason: lines or records cut to maxLineBytes, files deleted before they were read (or, closed to make room, before they were read to their end), bytes truncated before they were read.", "container", container, "reason", r)
+		m.dropped[r] = reg.Counter("sidelog_dropped_total", metrics.DroppedHelp, "container", container, "reason", r)
 		m.droppedBytes[r] = reg.Counter("sidelog_dropped_bytes_total", "Bytes lost, by reason (see sidelog_dropped_total).", "container", container, "reason", r)
 	}
 	for _, k := range []string{"moved", "truncated"} {
