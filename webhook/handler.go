@@ -109,12 +109,11 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Allowed("sidelog never injects pods in namespace " + req.Namespace), OutcomeSkipped
 	}
 
-	ns := &metav1.PartialObjectMetadata{}
-	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if err := h.namespaces.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns); err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", req.Namespace, err)), OutcomeError
+	ns, optedIn, err := readNamespace(ctx, h.namespaces, req.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), OutcomeError
 	}
-	if ns.Labels[NamespaceLabel] != NamespaceLabelEnabled {
+	if !optedIn {
 		return admission.Allowed(fmt.Sprintf("namespace %s is not labelled %s=%s", req.Namespace, NamespaceLabel, NamespaceLabelEnabled)), OutcomeSkipped
 	}
 
@@ -181,4 +180,14 @@ func admitDespite(errored admission.Response, what, why string) admission.Respon
 		msg = errored.Result.Message
 	}
 	return admission.Allowed("").WithWarnings("sidelog: " + what + ": " + msg + "; " + why)
+}
+
+// readNamespace reads the metadata of namespace name (its annotations are the team's defaults)
+// and whether it opted in (NamespaceLabel).
+func readNamespace(ctx context.Context, r client.Reader, name string) (*metav1.PartialObjectMetadata, bool, error) {
+	ns := namespaceMetadata()
+	if err := r.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		return nil, false, fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	return ns, ns.Labels[NamespaceLabel] == NamespaceLabelEnabled, nil
 }

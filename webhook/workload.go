@@ -102,12 +102,11 @@ func (h *WorkloadHandler) handle(ctx context.Context, req admission.Request) (ad
 		return admission.Allowed("the pod template has no " + injector.Prefix + " annotation").WithWarnings(warnings...), OutcomeSkipped
 	}
 
-	ns := &metav1.PartialObjectMetadata{}
-	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if err := h.namespaces.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns); err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", req.Namespace, err)), OutcomeError
+	ns, optedIn, err := readNamespace(ctx, h.namespaces, req.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), OutcomeError
 	}
-	if ns.Labels[NamespaceLabel] != NamespaceLabelEnabled {
+	if !optedIn {
 		return admission.Allowed("namespace not opted in").WithWarnings(warnings...), OutcomeSkipped
 	}
 	policy := h.policy()
