@@ -399,6 +399,22 @@ func Parse(b []byte) (*Config, error) { return Decode(bytes.NewReader(b)) }
 // Encode renders c as compact JSON, as the injector puts it in SIDELOG_CONFIG.
 func (c *Config) Encode() ([]byte, error) { return json.Marshal(c) }
 
+// SetDefaults fills u's zero protocol, message mode, compression and timeouts. Parse does it;
+// the clients do it too, for an Upstream built in code.
+func (u *Upstream) SetDefaults() {
+	u.Protocol = cmp.Or(u.Protocol, ProtocolForward)
+	if u.Protocol == ProtocolForward {
+		u.Mode = cmp.Or(u.Mode, ModePackedForward)
+	}
+	u.Compression = cmp.Or(u.Compression, CompressionNone)
+	if u.AckTimeout <= 0 {
+		u.AckTimeout = Duration(DefaultAckTimeout)
+	}
+	if u.DialTimeout <= 0 {
+		u.DialTimeout = Duration(DefaultDialTimeout)
+	}
+}
+
 func (c *Config) setDefaults() {
 	l, d := &c.Limits, Defaults
 	l.MaxLineBytes = cmp.Or(l.MaxLineBytes, d.MaxLineBytes)
@@ -408,14 +424,7 @@ func (c *Config) setDefaults() {
 	l.PollInterval = cmp.Or(l.PollInterval, d.PollInterval)
 	l.MaxFiles = cmp.Or(l.MaxFiles, d.MaxFiles)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, Duration(DefaultDrainTimeout))
-	u := &c.Upstream
-	u.Protocol = cmp.Or(u.Protocol, ProtocolForward)
-	if u.Protocol == ProtocolForward {
-		u.Mode = cmp.Or(u.Mode, ModePackedForward)
-	}
-	u.Compression = cmp.Or(u.Compression, CompressionNone)
-	u.AckTimeout = cmp.Or(u.AckTimeout, Duration(DefaultAckTimeout))
-	u.DialTimeout = cmp.Or(u.DialTimeout, Duration(DefaultDialTimeout))
+	c.Upstream.SetDefaults()
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
 		in.Parser = cmp.Or(in.Parser, ParserNone)

@@ -155,13 +155,7 @@ func New(cfg config.Upstream, maxInflight int, reg *metrics.Registry, log *slog.
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.Compression = cmp.Or(cfg.Compression, config.CompressionNone)
-	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = config.Duration(config.DefaultAckTimeout)
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = config.Duration(config.DefaultDialTimeout)
-	}
+	cfg.SetDefaults()
 	if maxInflight <= 0 {
 		maxInflight = config.Defaults.MaxInflightBatches
 	}
