@@ -50,7 +50,8 @@ var checkpointInterval = time.Second
 type Options struct {
 	// StateDir holds the checkpoint (an emptyDir in the pod).
 	StateDir string
-	// Pod is the identity every record carries.
+	// Pod is the identity every record carries. Its Owners and NamespaceLabels, when nil, are
+	// the configuration's.
 	Pod record.Pod
 	// Logger receives the agent's own log; nil for slog.Default().
 	Logger *slog.Logger
@@ -148,6 +149,13 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		ackedWhileDraining: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	// What the downward API cannot give, the injector and the webhook put in the configuration.
+	if a.pod.Owners == nil {
+		a.pod.Owners = cfg.Owners
+	}
+	if a.pod.NamespaceLabels == nil {
+		a.pod.NamespaceLabels = cfg.NamespaceLabels
 	}
 	if a.reg == nil {
 		a.reg = metrics.NewRegistry()

@@ -96,7 +96,27 @@ type Config struct {
 	LabelsFile string `json:"labelsFile,omitempty"`
 	// MetricsAddr is where /healthz and /metrics are served; empty disables them.
 	MetricsAddr string `json:"metricsAddr,omitempty"`
+	// Owners are the pod's controllers, nearest first, as far as they are known: the webhook
+	// resolves them at admission (a ReplicaSet and its Deployment or Rollout, a Job and its
+	// CronJob, a StatefulSet, ...); `sidelog inject` knows only the workload it injects. The last
+	// is the pod's workload. The downward API cannot give them (kubernetes/kubernetes#116662).
+	// Empty: a bare pod, or not known.
+	Owners []Owner `json:"owners,omitempty"`
+	// NamespaceLabels are the labels of the pod's namespace when it was admitted. Nil: not known
+	// (`sidelog inject` without the Namespace); empty: a namespace without labels.
+	NamespaceLabels map[string]string `json:"namespaceLabels,omitzero"`
 }
+
+// Owner is one controller of a pod: its kind ("ReplicaSet", "Deployment", "Job", "CronJob",
+// "StatefulSet", "DaemonSet", "Rollout", or any other controller's) and its name.
+type Owner struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+// MaxOwners is the most owners a configuration may list: a pod's controller and that
+// controller's own are all the webhook resolves.
+const MaxOwners = 4
 
 // Input is one app container's files.
 type Input struct {
@@ -502,6 +522,14 @@ func (c *Config) Validate() error {
 	if err := c.Upstream.Validate(); err != nil {
 		return err
 	}
+	if err := checkOwners(c.Owners); err != nil {
+		return err
+	}
+	for k := range c.NamespaceLabels {
+		if k == "" {
+			return errors.New("namespaceLabels: a label has an empty key")
+		}
+	}
 	if field := c.Limits.Negative(); field != "" {
 		return fmt.Errorf("limits.%s: must not be negative", field)
 	}
@@ -518,6 +546,35 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// checkOwners reports the first owner without a kind or a name, or whose kind is not an
+// identifier (kinds are CamelCase words: they become field names and attribute keys).
+func checkOwners(owners []Owner) error {
+	if len(owners) > MaxOwners {
+		return fmt.Errorf("owners: %d of them, at most %d", len(owners), MaxOwners)
+	}
+	for i, o := range owners {
+		switch {
+		case !kindPattern.MatchString(o.Kind):
+			return fmt.Errorf("owners[%d].kind: got %q, want a kind such as \"Deployment\" (letters and digits, first a letter)", i, o.Kind)
+		case o.Name == "":
+			return fmt.Errorf("owners[%d].name: required", i)
+		case len(o.Name) > 253:
+			return fmt.Errorf("owners[%d].name: %d bytes, longer than a Kubernetes name (253)", i, len(o.Name))
+		}
+	}
+	return nil
+}
+
+var kindPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{0,62}$`)
+
+// Workload returns the last of owners, the pod's workload, and whether there is one.
+func Workload(owners []Owner) (Owner, bool) {
+	if len(owners) == 0 {
+		return Owner{}, false
+	}
+	return owners[len(owners)-1], true
 }
 
 // Negative returns the JSON name of the first negative limit, or "" when there is none.

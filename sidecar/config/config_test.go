@@ -98,6 +98,13 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{"timeKey without json", strings.Replace(minimal, `"container":"app"`, `"container":"app","timeKey":"ts"`, 1), `inputs[0].timeKey: needs parser "json"`},
 		{"timeFormat without timeKey", strings.Replace(minimal, `"container":"app"`, `"container":"app","parser":"json","timeFormat":"rfc3339"`, 1), `inputs[0].timeFormat: set timeKey too`},
 		{"bad timeFormat", strings.Replace(minimal, `"container":"app"`, `"container":"app","parser":"json","timeKey":"ts","timeFormat":"iso"`, 1), `inputs[0].timeFormat: "iso" is neither a preset`},
+		{"owner without kind", strings.Replace(minimal, `"version"`, `"owners":[{"kind":"","name":"web"}],"version"`, 1), `owners[0].kind: got "", want a kind such as "Deployment"`},
+		{"owner kind not a word", strings.Replace(minimal, `"version"`, `"owners":[{"kind":"apps/Deployment","name":"web"}],"version"`, 1), `owners[0].kind: got "apps/Deployment"`},
+		{"owner without name", strings.Replace(minimal, `"version"`, `"owners":[{"kind":"ReplicaSet","name":"web-1"},{"kind":"Deployment"}],"version"`, 1), `owners[1].name: required`},
+		{"too many owners", strings.Replace(minimal, `"version"`, `"owners":[{"kind":"A","name":"a"},{"kind":"B","name":"b"},{"kind":"C","name":"c"},{"kind":"D","name":"d"},{"kind":"E","name":"e"}],"version"`, 1), `owners: 5 of them, at most 4`},
+		{"owner unknown field", strings.Replace(minimal, `"version"`, `"owners":[{"kind":"Job","name":"j","uid":"x"}],"version"`, 1), `unknown field "uid"`},
+		{"namespace label without key", strings.Replace(minimal, `"version"`, `"namespaceLabels":{"":"x"},"version"`, 1), `namespaceLabels: a label has an empty key`},
+		{"namespace label not a string", strings.Replace(minimal, `"version"`, `"namespaceLabels":{"team":1},"version"`, 1), `namespaceLabels`},
 		{"duplicate container", strings.Replace(minimal, `]}],`, `]},{"container":"app","paths":["/x"]}],`, 1), `inputs[1].container: "app" appears twice`},
 	}
 	for _, tt := range tests {
@@ -113,6 +120,48 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 // otlp returns minimal with an OTLP upstream whose other fields are upstream.
 func otlp(upstream string) string {
 	return strings.Replace(minimal, `{"servers":["fluentd.logging:24224"]}`, `{"protocol":"otlp",`+upstream+`}`, 1)
+}
+
+// TestOwnersAndNamespaceLabels: the identity the webhook resolves survives a round trip, an
+// empty namespace label map (known, none) stays apart from an absent one (not known), and a
+// document written before these fields existed still decodes.
+func TestOwnersAndNamespaceLabels(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Owners != nil || c.NamespaceLabels != nil {
+		t.Fatalf("minimal document: owners %v, namespace labels %v, want none", c.Owners, c.NamespaceLabels)
+	}
+	c.Owners = []Owner{{Kind: "ReplicaSet", Name: "web-5d8f7c"}, {Kind: "Deployment", Name: "web"}}
+	c.NamespaceLabels = map[string]string{"team": "payments", "kubernetes.io/metadata.name": "shop"}
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(b)
+	if err != nil {
+		t.Fatalf("Parse(Encode()) = %v\n%s", err, b)
+	}
+	if diff := cmp.Diff(c, back); diff != "" {
+		t.Errorf("round trip mismatch (-want +got):\n%s", diff)
+	}
+	if w, ok := Workload(back.Owners); !ok || w != (Owner{Kind: "Deployment", Name: "web"}) {
+		t.Errorf("Workload = %v, %v, want the Deployment", w, ok)
+	}
+	c.NamespaceLabels = map[string]string{}
+	if b, err = c.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"namespaceLabels":{}`) {
+		t.Errorf("an empty label map is left out, so it would read back as not known:\n%s", b)
+	}
+	if back, err = Parse(b); err != nil || back.NamespaceLabels == nil {
+		t.Errorf("Parse: namespace labels %#v, %v, want an empty map", back.NamespaceLabels, err)
+	}
+	if _, ok := Workload(nil); ok {
+		t.Error("Workload(nil) says there is one")
+	}
 }
 
 func TestDecodeOTLP(t *testing.T) {
@@ -148,6 +197,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(`{"version":"sidelog.io/agent/v1","inputs":[{"container":"a","paths":["/**"],"multiline":{"firstLine":"^\\d"}}],"upstream":{"servers":["[::1]:1"],"tls":{}},"limits":{"maxLineBytes":1}}`))
 	f.Add([]byte(`{"version":"sidelog.io/agent/v1","drainTimeout":"1h"}`))
+	f.Add([]byte(strings.Replace(minimal, `"version"`, `"owners":[{"kind":"Job","name":"nightly-29"},{"kind":"CronJob","name":"nightly"}],"namespaceLabels":{"team":"a","empty":""},"version"`, 1)))
 	f.Add([]byte(otlp(`"servers":["https://otel.example:4318/v1/logs"],"tls":{"serverName":"otel"},"headersDir":"/h","compression":"gzip"`)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)

@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"maps"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -47,14 +48,35 @@ const (
 	AttrNode        = "k8s.node.name"
 	AttrLabelPrefix = "k8s.pod.label."
 	AttrFilePath    = "log.file.path"
+
+	// AttrNamespaceLabelPrefix prefixes each label of the pod's namespace.
+	AttrNamespaceLabelPrefix = "k8s.namespace.label."
+	// AttrWorkloadKind and AttrWorkloadName name the pod's workload whatever its kind, for
+	// routing on one attribute; the semantic conventions have no such pair yet
+	// (open-telemetry/semantic-conventions#3778), hence sidelog's namespace.
+	AttrWorkloadKind = "sidelog.workload.kind"
+	AttrWorkloadName = "sidelog.workload.name"
 )
+
+// OwnerAttrs are the semantic conventions' attributes for the name of each kind of owner a pod
+// can have. Other kinds (an Argo Rollout, an OpenKruise CloneSet) have none: they are in
+// AttrWorkloadKind and AttrWorkloadName only.
+var OwnerAttrs = map[string]string{
+	"ReplicaSet":  "k8s.replicaset.name",
+	"Deployment":  "k8s.deployment.name",
+	"StatefulSet": "k8s.statefulset.name",
+	"DaemonSet":   "k8s.daemonset.name",
+	"Job":         "k8s.job.name",
+	"CronJob":     "k8s.cronjob.name",
+}
 
 // ScopeName is the InstrumentationScope.name of every record.
 const ScopeName = "sidelog"
 
 // AppendResource appends the content of a Resource message (its attributes) for container of p:
-// the Kubernetes attributes of the semantic conventions, the labels sorted by key. An empty
-// identity field (a pod without a uid, say) is left out.
+// the Kubernetes attributes of the semantic conventions (the owners' names among them), the
+// labels and the namespace's labels sorted by key, and the workload. An empty identity field (a
+// pod without a uid, say) is left out.
 func AppendResource(dst []byte, p record.Pod, container string) []byte {
 	for _, kv := range [][2]string{
 		{AttrNamespace, p.Namespace},
@@ -67,13 +89,20 @@ func AppendResource(dst []byte, p record.Pod, container string) []byte {
 			dst = appendStringAttr(dst, resAttributes, kv[0], kv[1])
 		}
 	}
-	keys := make([]string, 0, len(p.Labels))
-	for k := range p.Labels {
-		keys = append(keys, k)
+	for _, o := range p.Owners {
+		if key, ok := OwnerAttrs[o.Kind]; ok {
+			dst = appendStringAttr(dst, resAttributes, key, o.Name)
+		}
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	if w, ok := config.Workload(p.Owners); ok {
+		dst = appendStringAttr(dst, resAttributes, AttrWorkloadKind, w.Kind)
+		dst = appendStringAttr(dst, resAttributes, AttrWorkloadName, w.Name)
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
 		dst = appendStringAttr(dst, resAttributes, AttrLabelPrefix+k, p.Labels[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.NamespaceLabels)) {
+		dst = appendStringAttr(dst, resAttributes, AttrNamespaceLabelPrefix+k, p.NamespaceLabels[k])
 	}
 	return dst
 }

@@ -547,3 +547,54 @@ func TestEncoderEventTime(t *testing.T) {
 		t.Errorf("%d misses counted, want 2 (the unparsable time and the missing one; a plain line is not parsed)", misses)
 	}
 }
+
+// TestResourceWorkload: the owners the webhook resolved become the semantic conventions' name
+// attributes of each kind that has one, the workload is in sidelog.workload.kind and .name
+// whatever its kind, and the namespace's labels are k8s.namespace.label.<key>, decoded with the
+// official types.
+func TestResourceWorkload(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		owners   []config.Owner
+		nsLabels map[string]string
+		want     []*commonpb.KeyValue // after the pod's own attributes and labels
+	}{
+		{"deployment", []config.Owner{{Kind: "ReplicaSet", Name: "web-5d8f"}, {Kind: "Deployment", Name: "web"}},
+			map[string]string{"team": "payments", "kubernetes.io/metadata.name": "shop"},
+			[]*commonpb.KeyValue{
+				kv("k8s.replicaset.name", str("web-5d8f")), kv("k8s.deployment.name", str("web")),
+				kv("sidelog.workload.kind", str("Deployment")), kv("sidelog.workload.name", str("web")),
+				kv("k8s.pod.label.app", str("web")), kv("k8s.pod.label.team", str("checkout")),
+				kv("k8s.namespace.label.kubernetes.io/metadata.name", str("shop")), kv("k8s.namespace.label.team", str("payments")),
+			}},
+		{"cronjob", []config.Owner{{Kind: "Job", Name: "nightly-2904"}, {Kind: "CronJob", Name: "nightly"}}, nil,
+			[]*commonpb.KeyValue{
+				kv("k8s.job.name", str("nightly-2904")), kv("k8s.cronjob.name", str("nightly")),
+				kv("sidelog.workload.kind", str("CronJob")), kv("sidelog.workload.name", str("nightly")),
+				kv("k8s.pod.label.app", str("web")), kv("k8s.pod.label.team", str("checkout")),
+			}},
+		{"argo rollout: no semantic convention for it", []config.Owner{{Kind: "ReplicaSet", Name: "canary-6c7"}, {Kind: "Rollout", Name: "canary"}}, nil,
+			[]*commonpb.KeyValue{
+				kv("k8s.replicaset.name", str("canary-6c7")),
+				kv("sidelog.workload.kind", str("Rollout")), kv("sidelog.workload.name", str("canary")),
+				kv("k8s.pod.label.app", str("web")), kv("k8s.pod.label.team", str("checkout")),
+			}},
+		{"statefulset", []config.Owner{{Kind: "StatefulSet", Name: "db"}}, map[string]string{},
+			[]*commonpb.KeyValue{
+				kv("k8s.statefulset.name", str("db")),
+				kv("sidelog.workload.kind", str("StatefulSet")), kv("sidelog.workload.name", str("db")),
+				kv("k8s.pod.label.app", str("web")), kv("k8s.pod.label.team", str("checkout")),
+			}},
+	} {
+		p := pod
+		p.Owners, p.NamespaceLabels = tt.owners, tt.nsLabels
+		var res resourcepb.Resource
+		if err := proto.Unmarshal(otlp.AppendResource(nil, p, "app"), &res); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		want := &resourcepb.Resource{Attributes: append(wantResource("app").Attributes[:5:5], tt.want...)}
+		if diff := cmp.Diff(want, &res, protocmp.Transform()); diff != "" {
+			t.Errorf("%s: resource (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}

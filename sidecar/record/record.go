@@ -4,10 +4,13 @@
 // An entry is [EventTime, record] with the record
 //
 //	{"log": line, "file": path, "kubernetes": {"namespace_name", "pod_name", "pod_id",
-//	 "container_name", "host", "labels": {...}}}
+//	 "container_name", "host", "labels": {...}, "namespace_labels": {...},
+//	 "workload_kind", "workload_name"}}
 //
-// the field names of Fluent Bit's kubernetes filter, so that aggregator configurations written for
-// node agents keep working. Everything but the time and the line is the same for every record of a
+// the field names of Fluent Bit's kubernetes filter (namespace_labels is Fluentd's
+// kubernetes_metadata filter's), so that aggregator configurations written for node agents keep
+// working. namespace_labels is there when the agent was told them, workload_kind and
+// workload_name when the pod has a workload (Pod.Owners). Everything but the time and the line is the same for every record of a
 // file, so it is encoded once per file and appended as bytes: the per-line work is a few header
 // bytes and two copies.
 //
@@ -20,6 +23,7 @@ package record
 
 import (
 	"encoding/binary"
+	"maps"
 	"slices"
 	"time"
 
@@ -28,10 +32,16 @@ import (
 	"github.com/sidelog/sidelog/sidecar/parse"
 )
 
-// Pod is the pod identity (from the downward API).
+// Pod is the pod identity: from the downward API, and from the agent's configuration what the
+// downward API cannot give.
 type Pod struct {
 	Namespace, Name, UID, Node string
 	Labels                     map[string]string
+	// Owners are the pod's controllers, nearest first; the last is its workload
+	// (config.Config.Owners).
+	Owners []config.Owner
+	// NamespaceLabels are its namespace's labels; nil when not known.
+	NamespaceLabels map[string]string
 }
 
 // Tag returns kube.<namespace>.<pod>.<container>, the default forward-protocol tag.
@@ -100,8 +110,16 @@ func NewEncoder(p Pod, container, file, parser string) *Encoder {
 func NewEncoderWith(p Pod, container, file, parser string, tr *parse.Transcoder) *Encoder {
 	b := msgpack.AppendString(nil, "file")
 	b = msgpack.AppendString(b, file)
+	workload, hasWorkload := config.Workload(p.Owners)
+	fields := 6
+	if p.NamespaceLabels != nil {
+		fields++
+	}
+	if hasWorkload {
+		fields += 2
+	}
 	b = msgpack.AppendString(b, "kubernetes")
-	b = msgpack.AppendMapHeader(b, 6)
+	b = msgpack.AppendMapHeader(b, fields)
 	for _, kv := range [][2]string{
 		{"namespace_name", p.Namespace},
 		{"pod_name", p.Name},
@@ -112,16 +130,15 @@ func NewEncoderWith(p Pod, container, file, parser string, tr *parse.Transcoder)
 		b = msgpack.AppendString(b, kv[0])
 		b = msgpack.AppendString(b, kv[1])
 	}
-	b = msgpack.AppendString(b, "labels")
-	b = msgpack.AppendMapHeader(b, len(p.Labels))
-	keys := make([]string, 0, len(p.Labels))
-	for k := range p.Labels {
-		keys = append(keys, k)
+	b = appendLabels(b, "labels", p.Labels)
+	if p.NamespaceLabels != nil {
+		b = appendLabels(b, "namespace_labels", p.NamespaceLabels)
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b = msgpack.AppendString(b, k)
-		b = msgpack.AppendString(b, p.Labels[k])
+	if hasWorkload {
+		b = msgpack.AppendString(b, "workload_kind")
+		b = msgpack.AppendString(b, workload.Kind)
+		b = msgpack.AppendString(b, "workload_name")
+		b = msgpack.AppendString(b, workload.Name)
 	}
 	e := &Encoder{meta: b, json: parser == config.ParserJSON}
 	if e.json {
@@ -132,6 +149,17 @@ func NewEncoderWith(p Pod, container, file, parser string, tr *parse.Transcoder)
 		e.tr = tr
 	}
 	return e
+}
+
+// appendLabels appends the key name and the map labels, sorted by key.
+func appendLabels(b []byte, name string, labels map[string]string) []byte {
+	b = msgpack.AppendString(b, name)
+	b = msgpack.AppendMapHeader(b, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		b = msgpack.AppendString(b, k)
+		b = msgpack.AppendString(b, labels[k])
+	}
+	return b
 }
 
 // Append appends one entry [EventTime(t), {"log": line, "file": ..., "kubernetes": {...}}] to dst.

@@ -157,6 +157,47 @@ func TestNoLabels(t *testing.T) {
 	}
 }
 
+// TestWorkloadAndNamespaceLabels: what the webhook resolved at admission travels in every
+// record's kubernetes map, under the names of the kubernetes filters; the workload is the last
+// owner; an empty namespace label map (known, none) is sent, an absent one (not known) is not.
+func TestWorkloadAndNamespaceLabels(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		owners    []config.Owner
+		nsLabels  map[string]string
+		wantExtra map[string]any
+	}{
+		{"deployment", []config.Owner{{Kind: "ReplicaSet", Name: "web-7d9c"}, {Kind: "Deployment", Name: "web"}},
+			map[string]string{"team": "payments", "kubernetes.io/metadata.name": "shop"},
+			map[string]any{"workload_kind": "Deployment", "workload_name": "web",
+				"namespace_labels": map[string]any{"team": "payments", "kubernetes.io/metadata.name": "shop"}}},
+		{"cronjob, labels not known", []config.Owner{{Kind: "Job", Name: "nightly-2904"}, {Kind: "CronJob", Name: "nightly"}}, nil,
+			map[string]any{"workload_kind": "CronJob", "workload_name": "nightly"}},
+		{"bare pod, namespace without labels", nil, map[string]string{},
+			map[string]any{"namespace_labels": map[string]any{}}},
+	} {
+		p := pod
+		p.Owners, p.NamespaceLabels = tt.owners, tt.nsLabels
+		for _, parser := range []string{config.ParserNone, config.ParserJSON} {
+			e := NewEncoder(p, "app", "/f", parser)
+			for _, line := range []string{"plain", `{"msg":"parsed"}`} {
+				b, _ := e.Append(nil, time.Unix(0, 0), []byte(line))
+				_, rec, rest := entry(t, b)
+				if len(rest) != 0 {
+					t.Errorf("%s/%s: %d bytes after the entry: the map header miscounts", tt.name, parser, len(rest))
+				}
+				want := kubernetes(podLabels)
+				for k, v := range tt.wantExtra {
+					want[k] = v
+				}
+				if diff := cmp.Diff(want, rec["kubernetes"]); diff != "" {
+					t.Errorf("%s/%s %q: kubernetes (-want +got):\n%s", tt.name, parser, line, diff)
+				}
+			}
+		}
+	}
+}
+
 // TestDeterministic checks that labels are encoded in a fixed order, so the same pod gives the
 // same bytes.
 func TestDeterministic(t *testing.T) {
@@ -217,10 +258,17 @@ func BenchmarkAppend(b *testing.B) {
 		{"json/200B", config.ParserJSON, `{"level":"info","ts":"2024-05-01T10:00:00.123Z","caller":"api/handler.go:88","msg":"request served","method":"GET","path":"/api/v1/orders/12345","status":200,"latency_ms":12.75}`, ""},
 		{"json/506B-15-fields", config.ParserJSON, wide, ""},
 		{"json/506B-15-fields-time", config.ParserJSON, wide, "time"},
+		{"none/200B-workload", config.ParserNone, strings.Repeat("x", 200), ""},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			tr := &parse.Transcoder{TimeKey: bc.timeKey}
-			e := NewEncoderWith(pod, "app", "/var/log/app/app.log", bc.parser, tr)
+			p := pod
+			if strings.HasSuffix(bc.name, "-workload") {
+				// What the webhook adds: the owners and a namespace's usual labels.
+				p.Owners = []config.Owner{{Kind: "ReplicaSet", Name: "web-7d9c"}, {Kind: "Deployment", Name: "web"}}
+				p.NamespaceLabels = map[string]string{"kubernetes.io/metadata.name": "shop", "team": "payments", "sidelog.io/inject": "enabled"}
+			}
+			e := NewEncoderWith(p, "app", "/var/log/app/app.log", bc.parser, tr)
 			if bc.timeKey != "" {
 				f, err := parse.NewTimeFormat(config.TimeRFC3339)
 				if err != nil {
