@@ -312,7 +312,12 @@ func TestChartObjects(t *testing.T) {
 			if flags["cert-dir"] != certMount.MountPath {
 				t.Errorf("--cert-dir = %q, certificates mounted at %q", flags["cert-dir"], certMount.MountPath)
 			}
-			namespaces := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}}
+			namespaces := []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+				// The owners of injected pods' ReplicaSets and Jobs: their Deployments and CronJobs.
+				{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch"}},
+			}
 			reviews := []rbacv1.PolicyRule{ // secure metrics, the default
 				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 				{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
@@ -321,7 +326,7 @@ func TestChartObjects(t *testing.T) {
 				if flags["cert-mode"] != "external" {
 					t.Errorf("--cert-mode = %q, want external", flags["cert-mode"])
 				}
-				if diff := cmp.Diff(append([]rbacv1.PolicyRule{namespaces}, reviews...), role.Rules); diff != "" {
+				if diff := cmp.Diff(append(namespaces, reviews...), role.Rules); diff != "" {
 					t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
 				}
 				checkCertManager(t, objs, certMount)
@@ -341,7 +346,7 @@ func TestChartObjects(t *testing.T) {
 			if certMount.ReadOnly || pod.Spec.Volumes[slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "certs" })].EmptyDir == nil {
 				t.Errorf("self-managed certificates need a writable emptyDir at %s: %+v", certMount.MountPath, certMount)
 			}
-			wantRules := append(append([]rbacv1.PolicyRule{namespaces}, reviews...), rbacv1.PolicyRule{
+			wantRules := append(append(slices.Clone(namespaces), reviews...), rbacv1.PolicyRule{
 				APIGroups: []string{admissionregistrationv1.GroupName}, Resources: []string{"mutatingwebhookconfigurations"},
 				ResourceNames: []string{hook.Name}, Verbs: []string{"get", "patch"},
 			})

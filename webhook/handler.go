@@ -60,6 +60,9 @@ type Handler struct {
 	// Fail (or empty) it is refused. Only internal errors: a pod whose annotations are wrong is
 	// refused whatever the policy.
 	FailurePolicy admissionregistrationv1.FailurePolicyType
+	// Owners finds the controllers of the pods the agent is in, whose workload the agent puts in
+	// every record with the namespace's labels; nil: the pod's own controller only, no lookups.
+	Owners *OwnerResolver
 
 	namespaces client.Reader
 	policy     func() *injector.Policy
@@ -131,9 +134,20 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	} else if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("injecting the agent: %w", err)), OutcomeError
 	}
+	if out.Injected {
+		// Also for a pod injected before (a template that went through sidelog inject): only
+		// the cluster knows its ReplicaSet or Job and its namespace's labels.
+		changed, warning := h.setWorkload(ctx, req.Namespace, pod, ns.Labels, mutated)
+		if warning != "" {
+			out.Warnings = append(out.Warnings, warning)
+		}
+		if changed && !out.Changed {
+			return patchResponse(req.Object.Raw, pod, mutated).WithWarnings(out.Warnings...), OutcomeSkipped
+		}
+	}
 	if !out.Changed {
-		// Not asked for, opted out, or injected before from the same inputs (a reinvocation,
-		// or a template that went through sidelog inject): nothing to change.
+		// Not asked for, opted out, or injected before from the same inputs and for the same
+		// workload (a reinvocation): nothing to change.
 		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped
 	}
 	outcome := OutcomeInjected
@@ -141,6 +155,25 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		outcome = OutcomeRemoved
 	}
 	return patchResponse(req.Object.Raw, pod, mutated).WithWarnings(out.Warnings...), outcome
+}
+
+// setWorkload writes into the agent's configuration in mutated the controllers of pod (as it
+// came in) and its namespace's labels, and reports whether that changed mutated. A warning says
+// what could not be resolved or written; the pod is admitted all the same.
+func (h *Handler) setWorkload(ctx context.Context, namespace string, pod *corev1.Pod, nsLabels map[string]string, mutated *corev1.Pod) (changed bool, warning string) {
+	owners, warning := h.Owners.Owners(ctx, namespace, pod)
+	if nsLabels == nil {
+		nsLabels = map[string]string{}
+	}
+	changed, err := injector.SetWorkload(mutated, injector.Workload{Owners: owners, NamespaceLabels: nsLabels})
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "the agent's records will not carry the pod's workload")
+		return false, "sidelog: " + err.Error()
+	}
+	if warning != "" {
+		logf.FromContext(ctx).Info("owner lookup failed", "warning", warning)
+	}
+	return changed, warning
 }
 
 // patchResponse admits the pod with the patch that makes mutated of original, decoded from raw:

@@ -372,11 +372,23 @@ func TestHandleInjectedTemplate(t *testing.T) {
 			if got := counterValue(t, admissions.WithLabelValues(tt.outcome)); got != before+1 {
 				t.Errorf("admissions{outcome=%s} = %v, want %v", tt.outcome, got, before+1)
 			}
-			if tt.outcome == OutcomeSkipped && patched(resp) {
-				t.Errorf("patched a pod injected from the same inputs: %v %s", resp.Patches, resp.Patch)
+			if tt.outcome == OutcomeSkipped {
+				// Injected from the same inputs: only the agent's configuration is completed
+				// with what the cluster knows (the namespace's labels), and only once.
+				var ops []patchOp
+				if err := json.Unmarshal(resp.Patch, &ops); err != nil || len(ops) != 1 || ops[0].Op != "replace" || ops[0].Path != "/spec/initContainers/0/env/5" {
+					t.Errorf("patch of a pod injected from the same inputs: %s, want one replace of the agent's %s", resp.Patch, config.Env)
+				}
+				again := podRequest(t, "shop", admissionv1.Create, applied(t, req, resp))
+				if resp := h.Handle(context.Background(), again); !resp.Allowed || patched(resp) {
+					t.Errorf("admitted again: allowed %v, patch %s; want no change", resp.Allowed, resp.Patch)
+				}
 			}
 			pod := applied(t, req, resp)
 			cfg := agentConfig(t, pod)
+			if cfg != nil && cfg.NamespaceLabels[NamespaceLabel] != NamespaceLabelEnabled {
+				t.Errorf("the agent's namespace labels are %v, want the namespace's", cfg.NamespaceLabels)
+			}
 			switch {
 			case tt.wantUpstream == "" && cfg != nil:
 				t.Errorf("the agent is still there: %+v", cfg)

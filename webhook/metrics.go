@@ -32,6 +32,11 @@ var (
 		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 	})
 
+	ownerLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sidelog_webhook_owner_lookups_total",
+		Help: "Lookups of the owner of an injected pod's ReplicaSet or Job, by result: cached, live (read from the API server: the cache had not seen it yet) or failed (admitted without the workload, with a warning).",
+	}, []string{"result"})
+
 	policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sidelog_webhook_policy_reloads_total",
 		Help: "Reloads of the --policy file after it changed, by result: applied, or rejected (the previous policy stays).",
@@ -39,13 +44,16 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(admissions, admissionSeconds, workloadChecks, workloadSeconds, policyReloads)
+	ctrlmetrics.Registry.MustRegister(admissions, admissionSeconds, workloadChecks, workloadSeconds, ownerLookups, policyReloads)
 	// Every series exists from the start, so that rate() and alerts see a zero, not nothing.
 	for _, o := range []string{OutcomeInjected, OutcomeRemoved, OutcomeSkipped, OutcomeRefused, OutcomeError} {
 		admissions.WithLabelValues(o)
 	}
 	for _, o := range []string{OutcomeSkipped, OutcomeRefused, OutcomeError} {
 		workloadChecks.WithLabelValues(o)
+	}
+	for _, r := range []string{lookupCached, lookupLive, lookupFailed} {
+		ownerLookups.WithLabelValues(r)
 	}
 	for _, r := range []string{"applied", "rejected"} {
 		policyReloads.WithLabelValues(r)

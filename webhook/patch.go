@@ -199,11 +199,16 @@ func replaceOp[T any](ops []patchOp, path string, _, y *T) []patchOp {
 func containerOps(ops []patchOp, path string, x, y *corev1.Container) []patchOp {
 	cx, cy := *x, *y
 	cx.VolumeMounts, cy.VolumeMounts = nil, nil
+	cx.Env, cy.Env = nil, nil
 	if !equal(&cx, &cy) {
 		return replaceOp(ops, path, x, y)
 	}
+	// The agent's configuration of a pod injected before, completed with its workload.
+	ops = listOps(ops, path+"/env", x.Env, y.Env, envName, replaceOp[corev1.EnvVar])
 	return listOps(ops, path+"/volumeMounts", x.VolumeMounts, y.VolumeMounts, mountPath, replaceOp[corev1.VolumeMount])
 }
+
+func envName(e *corev1.EnvVar) string { return e.Name }
 
 func containerName(c *corev1.Container) string { return c.Name }
 func volumeName(v *corev1.Volume) string       { return v.Name }

@@ -135,8 +135,9 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 		HealthProbeBindAddress: o.HealthAddr,
 		Metrics:                metricsOptions(o),
 		Cache: cache.Options{
-			// The webhook reads nothing but namespaces' labels and annotations.
-			ByObject: map[client.Object]cache.ByObject{namespaceMetadata(): {}},
+			// The webhook reads nothing but namespaces' labels and annotations, and the owners
+			// of ReplicaSets and Jobs (OwnerResolver): metadata only.
+			ByObject: ownerCache(map[client.Object]cache.ByObject{namespaceMetadata(): {}}),
 		},
 	})
 	if err != nil {
@@ -149,6 +150,24 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 	}
 	handler := NewHandler(NamespaceReader(mgr.GetCache(), mgr.GetAPIReader()), policy, o.Namespace)
 	handler.FailurePolicy = o.FailurePolicy
+	// Started now rather than at the first pod's lookup, and never waited for: until they have
+	// synced, the API server is asked (the webhook is ready without them).
+	var ownerInformers []cache.Informer
+	for _, obj := range ownerMetadata() {
+		inf, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("watching %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
+		}
+		ownerInformers = append(ownerInformers, inf)
+	}
+	handler.Owners = NewOwnerResolver(mgr.GetCache(), func() bool {
+		for _, inf := range ownerInformers {
+			if !inf.HasSynced() {
+				return false
+			}
+		}
+		return true
+	}, mgr.GetAPIReader())
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.Host,
@@ -290,6 +309,14 @@ func (a afterCertificate) Start(ctx context.Context) error {
 }
 
 func (a afterCertificate) NeedLeaderElection() bool { return false }
+
+// ownerCache adds to byObject the metadata of ReplicaSets and Jobs, trimmed to their owners.
+func ownerCache(byObject map[client.Object]cache.ByObject) map[client.Object]cache.ByObject {
+	for _, obj := range ownerMetadata() {
+		byObject[obj] = cache.ByObject{Transform: trimOwnerMetadata}
+	}
+	return byObject
+}
 
 func namespaceMetadata() *metav1.PartialObjectMetadata {
 	ns := &metav1.PartialObjectMetadata{}

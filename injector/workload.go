@@ -1,0 +1,94 @@
+package injector
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+// Workload is what the agent is told about its pod beyond what the downward API gives: the pod's
+// controllers and its namespace's labels, which records carry so that aggregators can route and
+// alert by workload and by team. The webhook resolves them when the pod is admitted; `sidelog
+// inject` knows the workload it injects, and the namespace when the input has it.
+type Workload struct {
+	// Owners are the pod's controllers, nearest first (config.Config.Owners); nil leaves those
+	// the agent's configuration has, empty clears them (a pod without a controller).
+	Owners []config.Owner
+	// NamespaceLabels are the labels of the pod's namespace; nil leaves those the configuration
+	// has (not known), empty says the namespace has none.
+	NamespaceLabels map[string]string
+}
+
+// SetWorkload writes w into the configuration of the agent that Inject added to pod, which it
+// mutates, and reports whether that changed the pod: a pod whose agent already says w (or that
+// has no agent) is left as it is, so applying it again changes nothing.
+//
+// It is apart from Inject, and not part of the digest in the status, because it describes where
+// the pod runs rather than what it asks for: a template injected by `sidelog inject` must not be
+// injected anew at admission for the webhook to add what only the cluster knows, and a
+// namespace relabelled later must not make its pods' agents different from their templates'.
+func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
+	if w.Owners == nil && w.NamespaceLabels == nil {
+		return false, nil
+	}
+	env := agentConfigEnv(pod)
+	if env == nil {
+		return false, nil
+	}
+	var c config.Config
+	dec := json.NewDecoder(bytes.NewReader([]byte(env.Value)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return false, fmt.Errorf("injector: reading the agent's configuration (%s) to add the pod's workload: %w", config.Env, err)
+	}
+	changed := false
+	if w.Owners != nil && !slices.Equal(w.Owners, c.Owners) {
+		c.Owners, changed = slices.Clone(w.Owners), true
+		if len(c.Owners) == 0 {
+			c.Owners = nil
+		}
+	}
+	if w.NamespaceLabels != nil && (c.NamespaceLabels == nil || !maps.Equal(w.NamespaceLabels, c.NamespaceLabels)) {
+		c.NamespaceLabels, changed = maps.Clone(w.NamespaceLabels), true
+	}
+	if !changed {
+		return false, nil
+	}
+	if err := c.Validate(); err != nil {
+		return false, fmt.Errorf("injector: the agent's configuration with the pod's workload would be invalid: %w", err)
+	}
+	b, err := c.Encode()
+	if err != nil {
+		return false, fmt.Errorf("injector: encoding the agent config: %w", err)
+	}
+	if len(b) > maxConfigBytes {
+		return false, fmt.Errorf("injector: the agent's configuration with the pod's owners and its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
+			len(c.NamespaceLabels), len(b), maxConfigBytes)
+	}
+	env.Value = string(b)
+	return true, nil
+}
+
+// agentConfigEnv is the agent container's config.Env variable, nil when the pod has no agent
+// or the agent no such variable.
+func agentConfigEnv(pod *corev1.Pod) *corev1.EnvVar {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name != AgentContainer {
+				continue
+			}
+			for j := range cs[i].Env {
+				if e := &cs[i].Env[j]; e.Name == config.Env && e.ValueFrom == nil {
+					return e
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,201 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/sidelog/sidelog/injector"
+	"github.com/sidelog/sidelog/sidecar/config"
+)
+
+func controllerRef(gvk schema.GroupVersionKind, name string, uid types.UID) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: name, UID: uid, Controller: new(true)}
+}
+
+var (
+	rsKind         = appsv1.SchemeGroupVersion.WithKind("ReplicaSet")
+	jobKind        = batchv1.SchemeGroupVersion.WithKind("Job")
+	deploymentKind = appsv1.SchemeGroupVersion.WithKind("Deployment")
+	cronJobKind    = batchv1.SchemeGroupVersion.WithKind("CronJob")
+	rolloutKind    = schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "Rollout"}
+)
+
+func replicaSet(name string, uid types.UID, owner *metav1.OwnerReference) *appsv1.ReplicaSet {
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: uid}}
+	if owner != nil {
+		rs.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	return rs
+}
+
+func job(name string, uid types.UID, owner *metav1.OwnerReference) *batchv1.Job {
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: uid}}
+	if owner != nil {
+		j.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	return j
+}
+
+func ownedPod(refs ...metav1.OwnerReference) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Namespace: "shop", OwnerReferences: refs}}
+}
+
+// TestOwners: the workload of each kind of pod, from the cache when it has the ReplicaSet or
+// Job, from the API server when it has not (yet); a lookup that fails leaves the pod's own
+// controller and says why.
+func TestOwners(t *testing.T) {
+	dep := controllerRef(deploymentKind, "web", "d-1")
+	rollout := controllerRef(rolloutKind, "canary", "r-1")
+	cron := controllerRef(cronJobKind, "nightly", "c-1")
+	cachedObjs := []client.Object{
+		replicaSet("web-5d8f", "rs-1", &dep),
+		replicaSet("canary-6c7", "rs-2", &rollout),
+		job("nightly-2904", "j-1", &cron),
+		job("once", "j-2", nil),
+		replicaSet("recreated", "rs-old", &dep), // deleted since, and made again by another owner
+	}
+	liveObjs := append(cachedObjs[:4:4],
+		replicaSet("web-new", "rs-3", &dep), // created milliseconds before its pod: not cached yet
+		replicaSet("recreated", "rs-new", &rollout),
+	)
+	cached := fake.NewClientBuilder().WithObjects(cachedObjs...).Build()
+	live := fake.NewClientBuilder().WithObjects(liveObjs...).Build()
+	broken := interceptor.NewClient(fake.NewClientBuilder().Build(), interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			return errors.New("connection refused")
+		},
+	})
+	hanging := interceptor.NewClient(fake.NewClientBuilder().Build(), interceptor.Funcs{
+		Get: func(ctx context.Context, _ client.WithWatch, _ client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
+			<-ctx.Done() // an API server that does not answer: bounded by OwnerLookupTimeout
+			return ctx.Err()
+		},
+	})
+	synced := func() bool { return true }
+	resolver := NewOwnerResolver(cached, synced, live)
+
+	for _, tt := range []struct {
+		name     string
+		resolver *OwnerResolver
+		pod      *corev1.Pod
+		want     []config.Owner
+		source   string // the lookup's result, "" for none
+		warning  string
+	}{
+		{"bare pod", resolver, ownedPod(), []config.Owner{}, "", ""},
+		{"not a controller", resolver, ownedPod(metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: "n"}), []config.Owner{}, "", ""},
+		{"statefulset", resolver, ownedPod(controllerRef(appsv1.SchemeGroupVersion.WithKind("StatefulSet"), "db", "s-1")),
+			[]config.Owner{{Kind: "StatefulSet", Name: "db"}}, "", ""},
+		{"daemonset", resolver, ownedPod(controllerRef(appsv1.SchemeGroupVersion.WithKind("DaemonSet"), "node-agent", "ds-1")),
+			[]config.Owner{{Kind: "DaemonSet", Name: "node-agent"}}, "", ""},
+		{"deployment, cached", resolver, ownedPod(controllerRef(rsKind, "web-5d8f", "rs-1")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "web-5d8f"}, {Kind: "Deployment", Name: "web"}}, lookupCached, ""},
+		{"deployment, replicaset not cached yet", resolver, ownedPod(controllerRef(rsKind, "web-new", "rs-3")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "web-new"}, {Kind: "Deployment", Name: "web"}}, lookupLive, ""},
+		{"cache not synced", NewOwnerResolver(cached, func() bool { return false }, live), ownedPod(controllerRef(rsKind, "web-new", "rs-3")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "web-new"}, {Kind: "Deployment", Name: "web"}}, lookupLive, ""},
+		{"cached object of another uid", resolver, ownedPod(controllerRef(rsKind, "recreated", "rs-new")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "recreated"}, {Kind: "Rollout", Name: "canary"}}, lookupLive, ""},
+		{"argo rollout", resolver, ownedPod(controllerRef(rsKind, "canary-6c7", "rs-2")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "canary-6c7"}, {Kind: "Rollout", Name: "canary"}}, lookupCached, ""},
+		{"cronjob", resolver, ownedPod(controllerRef(jobKind, "nightly-2904", "j-1")),
+			[]config.Owner{{Kind: "Job", Name: "nightly-2904"}, {Kind: "CronJob", Name: "nightly"}}, lookupCached, ""},
+		{"job of its own", resolver, ownedPod(controllerRef(jobKind, "once", "j-2")),
+			[]config.Owner{{Kind: "Job", Name: "once"}}, lookupCached, ""},
+		{"replicaset nowhere", resolver, ownedPod(controllerRef(rsKind, "gone", "rs-9")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "gone"}}, lookupFailed, `the owner of ReplicaSet gone could not be read`},
+		{"api server refuses", NewOwnerResolver(cached, synced, broken), ownedPod(controllerRef(rsKind, "web-new", "rs-3")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "web-new"}}, lookupFailed, "connection refused"},
+		{"api server silent", NewOwnerResolver(cached, synced, hanging), ownedPod(controllerRef(jobKind, "later", "j-9")),
+			[]config.Owner{{Kind: "Job", Name: "later"}}, lookupFailed, "context deadline exceeded"},
+		{"no resolver", nil, ownedPod(controllerRef(rsKind, "web-5d8f", "rs-1")),
+			[]config.Owner{{Kind: "ReplicaSet", Name: "web-5d8f"}}, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var before float64
+			if tt.source != "" {
+				before = counterValue(t, ownerLookups.WithLabelValues(tt.source))
+			}
+			got, warning := tt.resolver.Owners(context.Background(), "shop", tt.pod)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("owners (-want +got):\n%s", diff)
+			}
+			if tt.warning == "" && warning != "" || !strings.Contains(warning, tt.warning) {
+				t.Errorf("warning %q, want one containing %q", warning, tt.warning)
+			}
+			if tt.source != "" {
+				if got := counterValue(t, ownerLookups.WithLabelValues(tt.source)); got != before+1 {
+					t.Errorf("owner_lookups_total{result=%s} = %v, want %v", tt.source, got, before+1)
+				}
+			}
+		})
+	}
+}
+
+// TestHandleWorkload: an injected pod's agent is told its workload and its namespace's labels;
+// a lookup that fails admits the pod injected all the same, with a warning.
+func TestHandleWorkload(t *testing.T) {
+	dep := controllerRef(deploymentKind, "web", "d-1")
+	live := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil), replicaSet("web-5d8f", "rs-1", &dep)).Build()
+	broken := interceptor.NewClient(live, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if key.Namespace != "" {
+				return errors.New("connection refused")
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	pod := appPod(map[string]string{injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
+	pod.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
+	wantLabels := map[string]string{corev1.LabelMetadataName: "shop", NamespaceLabel: NamespaceLabelEnabled}
+	for _, tt := range []struct {
+		name       string
+		reader     client.Reader
+		wantOwners []config.Owner
+		warning    string
+	}{
+		{"resolved", live, []config.Owner{{Kind: "ReplicaSet", Name: "web-5d8f"}, {Kind: "Deployment", Name: "web"}}, ""},
+		{"lookup fails", broken, []config.Owner{{Kind: "ReplicaSet", Name: "web-5d8f"}}, "could not be read (connection refused)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHandler(live, StaticPolicy(injector.DefaultPolicy()), ownNS)
+			h.Owners = NewOwnerResolver(tt.reader, func() bool { return false }, tt.reader)
+			req := podRequest(t, "shop", admissionv1.Create, pod)
+			resp := h.Handle(context.Background(), req)
+			if !resp.Allowed {
+				t.Fatalf("refused: %+v", resp.Result)
+			}
+			cfg := agentConfig(t, applied(t, req, resp))
+			if cfg == nil {
+				t.Fatal("not injected")
+			}
+			if diff := cmp.Diff(tt.wantOwners, cfg.Owners); diff != "" {
+				t.Errorf("owners (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantLabels, cfg.NamespaceLabels); diff != "" {
+				t.Errorf("namespace labels (-want +got):\n%s", diff)
+			}
+			found := tt.warning == ""
+			for _, w := range resp.Warnings {
+				found = found || strings.Contains(w, tt.warning)
+			}
+			if !found {
+				t.Errorf("warnings %q, want one containing %q", resp.Warnings, tt.warning)
+			}
+		})
+	}
+}
