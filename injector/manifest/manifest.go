@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/sidelog/sidelog/injector"
+	"github.com/sidelog/sidelog/sidecar/config"
 )
 
 // Options say how to inject.
@@ -360,18 +361,27 @@ func (rn *run) object(d *doc, item int, obj *yaml.Node) {
 	for _, w := range o.Warnings {
 		rn.warnf(tmpl.Line, id, "%s", w)
 	}
+	owned := false
+	if o.Injected {
+		// The workload it injects is all sidelog inject knows of the pods' owners; the webhook
+		// adds the rest (a Deployment's ReplicaSet) and the namespace's labels at admission.
+		if owned, err = injector.SetWorkload(out, injector.Workload{Owners: workloadOf(gk, id, pod)}); err != nil {
+			rn.errorf(tmpl.Line, id, "%v", err)
+			return
+		}
+	}
 	switch {
-	case o.Reason == "already injected":
+	case o.Reason == "already injected" && !owned:
 		return // injected from the same inputs: nothing to change
 	case strings.HasPrefix(o.Reason, "namespace annotation") && !o.Changed:
 		rn.notef(tmpl.Line, id, "not injected: namespace %s opts its pods out (%s at %s)", nsName, `sidelog.io/inject: "false"`, ns.where[injector.AnnotationInject])
 		return
-	case !o.Changed:
+	case !o.Changed && !owned:
 		return
 	}
 	// An agent injected from other inputs is replaced, as the webhook replaces it in the pods:
 	// say what about it changed, which the injector's warning does not.
-	if old, now := agentOf(pod), agentOf(out); old != nil && now != nil {
+	if old, now := agentOf(pod), agentOf(out); o.Changed && old != nil && now != nil {
 		if diff := agentDiff(old, now); len(diff) > 0 {
 			rn.notef(keyLine(tmpl, injector.AnnotationStatus), id, "injected anew: %s changed", strings.Join(diff, ", "))
 		}
@@ -387,6 +397,22 @@ func (rn *run) object(d *doc, item int, obj *yaml.Node) {
 		return
 	}
 	d.changed = true
+}
+
+// workloadOf is the owner that the pods made from the template of object id (of kind gk) will
+// have as their workload: the object itself, or for a Pod its own controller, if it names one.
+// Nil (not known) for a PodTemplate or an object without a name.
+func workloadOf(gk schema.GroupKind, id Document, pod *corev1.Pod) []config.Owner {
+	switch {
+	case gk == schema.GroupKind{Kind: "Pod"}:
+		if ref := metav1.GetControllerOf(pod); ref != nil {
+			return []config.Owner{{Kind: ref.Kind, Name: ref.Name}}
+		}
+		return []config.Owner{}
+	case gk == schema.GroupKind{Kind: "PodTemplate"} || id.Name == "":
+		return nil
+	}
+	return []config.Owner{{Kind: gk.Kind, Name: id.Name}}
 }
 
 // patch applies the injector's changes to the template's node tree, and checks that the

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -315,3 +316,36 @@ func TestInjectNamespaceConsistent(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectCompletesOlderOutput: a template injected before agents were told their workload
+// gets it now, in its configuration alone: not injected anew (same status, no note), and a
+// third pass changes nothing.
+func TestInjectCompletesOlderOutput(t *testing.T) {
+	file := "testdata/workloads.in.yaml"
+	in, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, _, err := golden(t, file, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := owners.ReplaceAllString(now, "")
+	if older == now {
+		t.Fatal("the output names no owners")
+	}
+	again, ws, err := golden(t, file, []byte(older))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(now, again); diff != "" {
+		t.Errorf("older output injected again (-want +got):\n%s", diff)
+	}
+	for _, w := range ws {
+		if strings.Contains(w.Message, "injected anew") || strings.Contains(w.Message, injector.AnnotationStatus) {
+			t.Errorf("the workload alone made it inject anew: %s", w)
+		}
+	}
+}
+
+var owners = regexp.MustCompile(`,"owners":\[[^\]]*\]`)
