@@ -149,6 +149,10 @@ func TestChartWebhook(t *testing.T) {
 		if !slices.Equal(cfg.Upstream.Servers, []string{recv.Addr}) {
 			t.Errorf("agent upstream = %v, want the chart's policy.upstream [%s]", cfg.Upstream.Servers, recv.Addr)
 		}
+		// Resolved with the chart's RBAC: the ReplicaSet's metadata names the Deployment.
+		if want := []config.Owner{{Kind: "ReplicaSet", Name: rs.Name}, {Kind: "Deployment", Name: "checkout"}}; !slices.Equal(cfg.Owners, want) {
+			t.Errorf("agent owners = %v, want %v\nwebhook log:\n%s", cfg.Owners, want, wh.output)
+		}
 	})
 	if pod == nil {
 		t.FailNow()
@@ -195,7 +199,9 @@ func TestChartWebhook(t *testing.T) {
 		kube := func(container string) map[string]any {
 			return map[string]any{
 				"namespace_name": "shop", "pod_name": pod.Name, "pod_id": string(pod.UID), "container_name": container, "host": "",
-				"labels": map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey], injector.LabelInjected: "true"},
+				"labels":           map[string]any{"app.kubernetes.io/name": "checkout", appsv1.DefaultDeploymentUniqueLabelKey: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey], injector.LabelInjected: "true"},
+				"namespace_labels": map[string]any{corev1.LabelMetadataName: "shop", webhook.NamespaceLabel: webhook.NamespaceLabelEnabled},
+				"workload_kind":    "Deployment", "workload_name": "checkout",
 			}
 		}
 		var logs []string

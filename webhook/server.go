@@ -135,9 +135,9 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 		HealthProbeBindAddress: o.HealthAddr,
 		Metrics:                metricsOptions(o),
 		Cache: cache.Options{
-			// The webhook reads nothing but namespaces' labels and annotations, and the owners
-			// of ReplicaSets and Jobs (OwnerResolver): metadata only.
-			ByObject: ownerCache(map[client.Object]cache.ByObject{namespaceMetadata(): {}}),
+			// The webhook reads nothing but namespaces' labels and annotations (and, from a
+			// cache of its own, the owners of ReplicaSets and Jobs: see newOwnerResolver).
+			ByObject: map[client.Object]cache.ByObject{namespaceMetadata(): {}},
 		},
 	})
 	if err != nil {
@@ -150,24 +150,9 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 	}
 	handler := NewHandler(NamespaceReader(mgr.GetCache(), mgr.GetAPIReader()), policy, o.Namespace)
 	handler.FailurePolicy = o.FailurePolicy
-	// Started now rather than at the first pod's lookup, and never waited for: until they have
-	// synced, the API server is asked (the webhook is ready without them).
-	var ownerInformers []cache.Informer
-	for _, obj := range ownerMetadata() {
-		inf, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
-		if err != nil {
-			return nil, fmt.Errorf("watching %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
-		}
-		ownerInformers = append(ownerInformers, inf)
+	if handler.Owners, err = newOwnerResolver(mgr, scheme); err != nil {
+		return nil, err
 	}
-	handler.Owners = NewOwnerResolver(mgr.GetCache(), func() bool {
-		for _, inf := range ownerInformers {
-			if !inf.HasSynced() {
-				return false
-			}
-		}
-		return true
-	}, mgr.GetAPIReader())
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.Host,
@@ -310,13 +295,51 @@ func (a afterCertificate) Start(ctx context.Context) error {
 
 func (a afterCertificate) NeedLeaderElection() bool { return false }
 
-// ownerCache adds to byObject the metadata of ReplicaSets and Jobs, trimmed to their owners.
-func ownerCache(byObject map[client.Object]cache.ByObject) map[client.Object]cache.ByObject {
+// newOwnerResolver returns the OwnerResolver of the webhook: a cache of the metadata of
+// ReplicaSets and Jobs, trimmed to their owners, and the API server for what it has not seen.
+//
+// The cache is the manager's runnable but not the manager's cache, whose sync the manager waits
+// for before it starts anything else: the webhook must serve, and the pods it injects be
+// admitted, while it lists every ReplicaSet and Job of a large cluster, or when its RBAC is
+// older than this code and may not list them (each lookup then fails, with a warning).
+func newOwnerResolver(mgr manager.Manager, scheme *runtime.Scheme) (*OwnerResolver, error) {
+	byObject := map[client.Object]cache.ByObject{}
 	for _, obj := range ownerMetadata() {
 		byObject[obj] = cache.ByObject{Transform: trimOwnerMetadata}
 	}
-	return byObject
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: scheme, Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+		ByObject: byObject, ReaderFailOnMissingInformer: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the owners' cache: %w", err)
+	}
+	var informers []cache.Informer
+	for _, obj := range ownerMetadata() {
+		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("watching %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
+		}
+		informers = append(informers, inf)
+	}
+	if err := mgr.Add(backgroundCache{c}); err != nil {
+		return nil, err
+	}
+	return NewOwnerResolver(c, func() bool {
+		for _, inf := range informers {
+			if !inf.HasSynced() {
+				return false
+			}
+		}
+		return true
+	}, mgr.GetAPIReader()), nil
 }
+
+// backgroundCache runs a cache that nothing waits for.
+type backgroundCache struct{ c cache.Cache }
+
+func (b backgroundCache) Start(ctx context.Context) error { return b.c.Start(ctx) }
+func (b backgroundCache) NeedLeaderElection() bool        { return false }
 
 func namespaceMetadata() *metav1.PartialObjectMetadata {
 	ns := &metav1.PartialObjectMetadata{}
