@@ -3,11 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,8 +18,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -289,4 +295,80 @@ func mustAgent(t *testing.T, spec corev1.PodSpec) *corev1.Container {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestWorkloadWithoutRBAC: a webhook whose RBAC predates owner lookups (namespaces only, as an
+// upgraded binary with the old chart's ClusterRole) is ready at once and admits a Deployment's
+// pod injected, naming its ReplicaSet as the workload, with a warning that says why: a lookup
+// that fails never refuses a pod nor holds the webhook back.
+func TestWorkloadWithoutRBAC(t *testing.T) {
+	hook := webhook.Configuration("sidelog", ownNS, webhook.ServiceClientConfig(ownNS, "sidelog-webhook", nil))
+	env, cfg := controlPlane(t, hook)
+	admin := kubernetes.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "sidelog-old"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}}},
+	}
+	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "sidelog-old"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "sidelog-old"}},
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user, err := env.AddUser(envtest.User{Name: "sidelog-old"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wo := env.WebhookInstallOptions
+	metricsURL := startWebhook(t, user.Config(), webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
+
+	createNamespace(t, admin, "shop", true, map[string]string{injector.AnnotationUpstream: "fluentd.logging:24224"})
+	cfgW := rest.CopyConfig(cfg)
+	warn := &warnings{}
+	cfgW.WarningHandler = warn
+	cs := kubernetes.NewForConfigOrDie(cfgW)
+	logDir, apiDir := t.TempDir(), t.TempDir()
+	d, err := admin.AppsV1().Deployments("shop").Create(ctx, appDeployment(logDir, apiDir), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := admin.AppsV1().ReplicaSets("shop").Create(ctx, replicaSetOf(d), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod *corev1.Pod
+	eventually(t, 60*time.Second, "the API server to call the webhook", func() error {
+		if pod, err = cs.CoreV1().Pods("shop").Create(ctx, podOf(rs), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if _, err := localpod.Container(pod, injector.AgentContainer); err != nil {
+			return err
+		}
+		return nil
+	})
+	cfgAgent := agentConfig(t, mustAgent(t, pod.Spec))
+	if want := []config.Owner{{Kind: "ReplicaSet", Name: rs.Name}}; !slices.Equal(cfgAgent.Owners, want) || cfgAgent.NamespaceLabels["kubernetes.io/metadata.name"] != "shop" {
+		t.Errorf("agent owners %v, namespace labels %v; want %v and the namespace's labels", cfgAgent.Owners, cfgAgent.NamespaceLabels, want)
+	}
+	ws := warn.take()
+	if !slices.ContainsFunc(ws, func(w string) bool {
+		return strings.Contains(w, "the owner of ReplicaSet "+rs.Name+" could not be read") && strings.Contains(w, "forbidden")
+	}) {
+		t.Errorf("warnings %q, want one saying the ReplicaSet's owner could not be read", ws)
+	}
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if v, ok := metricValue(string(body), `sidelog_webhook_owner_lookups_total{result="failed"}`); !ok || v < 1 {
+		t.Errorf("owner_lookups_total{result=failed} = %v (%v), want the failed lookup counted", v, ok)
+	}
 }
