@@ -2,6 +2,7 @@ package injector
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -150,4 +151,46 @@ func TestSetWorkloadRefuses(t *testing.T) {
 	if _, err := SetWorkload(pod, deploymentWorkload); err == nil || !strings.Contains(err.Error(), `unknown field "fromTheFuture"`) {
 		t.Errorf("a configuration this injector cannot read: %v, want an error naming the field", err)
 	}
+}
+
+// FuzzSetWorkload: whatever owners and labels the webhook passes, SetWorkload never panics,
+// leaves the pod unchanged when it refuses them, writes a configuration the agent accepts when it
+// takes them, and changes nothing when given them again.
+func FuzzSetWorkload(f *testing.F) {
+	f.Add("ReplicaSet", "web-5d8f", "Deployment", "web", "team", "payments")
+	f.Add("Job", "nightly-2904", "CronJob", "nightly", "", "")
+	f.Add("apps/v1", "x", "", "", "kubernetes.io/metadata.name", "shop")
+	f.Add("Rollout", strings.Repeat("n", 254), "Ä", "y", "k", "\x00")
+	base, _, err := Inject(basePod(tailApp()), nil, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, kind1, name1, kind2, name2, key, value string) {
+		owners := []config.Owner{{Kind: kind1, Name: name1}}
+		if kind2 != "" || name2 != "" {
+			owners = append(owners, config.Owner{Kind: kind2, Name: name2})
+		}
+		w := Workload{Owners: owners, NamespaceLabels: map[string]string{key: value}}
+		pod := base.DeepCopy()
+		changed, err := SetWorkload(pod, w)
+		if err != nil {
+			if changed || cmp.Diff(base, pod) != "" {
+				t.Fatalf("refused (%v) but changed the pod", err)
+			}
+			return
+		}
+		if !changed {
+			t.Fatalf("took %+v but changed nothing", w)
+		}
+		c, err := config.Parse([]byte(agentConfigEnv(pod).Value))
+		if err != nil {
+			t.Fatalf("wrote a configuration the agent refuses: %v", err)
+		}
+		if !slices.Equal(c.Owners, owners) || c.NamespaceLabels[key] != value {
+			t.Fatalf("configuration says %v %v, want %v", c.Owners, c.NamespaceLabels, w)
+		}
+		if again, err := SetWorkload(pod, w); again || err != nil {
+			t.Fatalf("the same workload again: changed %v, %v", again, err)
+		}
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Version is the only document version this agent understands. A change that an older agent
@@ -525,9 +526,12 @@ func (c *Config) Validate() error {
 	if err := checkOwners(c.Owners); err != nil {
 		return err
 	}
-	for k := range c.NamespaceLabels {
-		if k == "" {
+	for k, v := range c.NamespaceLabels {
+		switch {
+		case k == "":
 			return errors.New("namespaceLabels: a label has an empty key")
+		case !utf8.ValidString(k) || !utf8.ValidString(v):
+			return fmt.Errorf("namespaceLabels: label %q is not UTF-8", k)
 		}
 	}
 	if field := c.Limits.Negative(); field != "" {
@@ -560,6 +564,8 @@ func checkOwners(owners []Owner) error {
 			return fmt.Errorf("owners[%d].kind: got %q, want a kind such as \"Deployment\" (letters and digits, first a letter)", i, o.Kind)
 		case o.Name == "":
 			return fmt.Errorf("owners[%d].name: required", i)
+		case !utf8.ValidString(o.Name):
+			return fmt.Errorf("owners[%d].name: %q is not UTF-8", i, o.Name)
 		case len(o.Name) > 253:
 			return fmt.Errorf("owners[%d].name: %d bytes, longer than a Kubernetes name (253)", i, len(o.Name))
 		}
