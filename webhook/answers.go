@@ -69,13 +69,15 @@ func (c *answers) get(raw []byte, namespace string, defaults map[string]string, 
 	return a.copyResponse(), a.outcome, true
 }
 
-// put remembers resp, the answer for this pod, namespace and policy.
+// put remembers resp, the answer for this pod, namespace and policy. It keeps raw and
+// resp.Patch, which no one may change afterwards: the request's object is the admission
+// package's copy of the body, made for this request, and the patch is encoded for this answer
+// and only read when it is sent.
 func (c *answers) put(raw []byte, namespace string, defaults map[string]string, p *injector.Policy, resp admission.Response, outcome string) {
-	a := &answer{raw: bytes.Clone(raw), namespace: namespace, defaults: maps.Clone(defaults), policy: p, outcome: outcome}
+	a := &answer{raw: raw, namespace: namespace, defaults: maps.Clone(defaults), policy: p, outcome: outcome}
 	a.resp = resp
 	a.resp.Result = cloneStatus(resp.Result)
 	a.resp.Warnings = slices.Clone(resp.Warnings)
-	a.resp.Patch = bytes.Clone(resp.Patch)
 	size := a.size()
 	if size > answerMaxBytes || size > c.max {
 		return
