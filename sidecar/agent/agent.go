@@ -210,18 +210,20 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			}
 		}
 		t, err := tail.New(tail.Options{
-			Paths:        ic.Paths,
-			Exclude:      ic.Exclude,
-			Multiline:    ic.Multiline,
-			MaxLineBytes: cfg.Limits.MaxLineBytes,
-			MaxFiles:     cfg.Limits.MaxFiles,
-			Positions:    mine,
-			Metrics:      a.reg,
-			Container:    ic.Container,
-			ScanInterval: cfg.Limits.PollInterval.D(),
-			Logger:       a.log,
-			ReadFrom:     readFrom(ic.ReadFrom, restarted),
-			IgnoreOlder:  ic.IgnoreOlder.D(),
+			Paths:         ic.Paths,
+			Exclude:       ic.Exclude,
+			Multiline:     ic.Multiline,
+			MaxLineBytes:  cfg.Limits.MaxLineBytes,
+			MaxFiles:      cfg.Limits.MaxFiles,
+			Positions:     mine,
+			Metrics:       a.reg,
+			Container:     ic.Container,
+			ScanInterval:  cfg.Limits.PollInterval.D(),
+			Logger:        a.log,
+			ReadFrom:      readFrom(ic.ReadFrom, restarted),
+			IgnoreOlder:   ic.IgnoreOlder.D(),
+			Cleanup:       ic.Cleanup,
+			CleanupSettle: ic.CleanupSettle.D(),
 		}, in)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", ic.Container, err)
