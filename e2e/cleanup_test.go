@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sidelog/sidelog/injector"
+	"github.com/sidelog/sidelog/sidecar/receipt"
 	"github.com/sidelog/sidelog/webhook"
 )
 
@@ -177,6 +178,14 @@ func TestCleanupThroughTheAPIServer(t *testing.T) {
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Fatalf("the live file was removed: %v", err)
+	}
+	msg, err := os.ReadFile(agent.terminationMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := receipt.Parse(string(msg))
+	if err != nil || len(r.Containers) != 1 || r.Containers[0].Removed != int64(len(rotated)) || !r.Drained {
+		t.Errorf("receipt %s (%v): want the %d rotated files removed, drained", msg, err, len(rotated))
 	}
 	s := checkNothingLost(t, recv.tally, seq)
 	t.Logf("%d lines written in %d files, %d received (%d duplicates), %d rotated files removed",

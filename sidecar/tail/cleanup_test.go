@@ -136,6 +136,9 @@ func TestCleanupRenameRotation(t *testing.T) {
 			if got := metric(t, reg, `sidelog_removed_bytes_total{container="app"}`); got != itoa(int64(len(numbered("old", 0, 120)))) {
 				t.Errorf("bytes removed = %s, want the rotated file's size", got)
 			}
+			if files, bytes := in.Removed(); files != 1 || bytes != uint64(len(numbered("old", 0, 120))) {
+				t.Errorf("Removed() = %d files, %d bytes; want 1 and the rotated file's size, for the receipt", files, bytes)
+			}
 
 			// The live file, rotated in its turn, goes as well; nothing of it is lost.
 			appendFile(t, p, numbered("new", 10, 20))
