@@ -196,3 +196,30 @@ func FuzzGlobCovers(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCleanup(f *testing.F) {
+	f.Add("/var/log/app/app.log.*,/var/log/app/app.*.log")
+	f.Add("/var/log/app/*")
+	f.Add("/var/log/app/app.log.*.gz")
+	f.Fuzz(func(t *testing.T, v string) {
+		globs, err := parseCleanup(v, defaultMaxGlobs)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		for _, g := range globs {
+			if err := config.CheckGlob(g); err != nil {
+				t.Fatalf("accepted %q, which the agent refuses: %v", g, err)
+			}
+			name := path.Base(g)
+			if strings.Trim(name, "*?") == "" || strings.HasSuffix(name, ".gz") {
+				t.Fatalf("accepted %q, which matches every file of its directory or compressed ones", g)
+			}
+		}
+		if err := validInput(config.Input{Container: "c", Paths: globs, Cleanup: globs}); err != nil {
+			t.Fatalf("agent config refuses %q: %v", globs, err)
+		}
+	})
+}
