@@ -8,8 +8,9 @@
 // idle, gone -- so that its rules are tested as a table; a reader (reader.go) owns an open
 // file's descriptor, line splitter and joiner; a Position (position.go) is all that is kept of a
 // file that is not open; scan.go carries the decisions out; cleanup.go removes rotated files
-// once every byte of them was acknowledged (Options.Cleanup), its rule a table-tested function too. One goroutine drives a Tailer with
-// Poll, Drain and Close; File.Ack and Tailer.Positions may be called from any goroutine.
+// once every byte of them was acknowledged (Options.Cleanup), its rule a table-tested function
+// too. One goroutine drives a Tailer with Poll, Drain and Close; File.Ack and Tailer.Positions
+// may be called from any goroutine.
 //
 // All files share one read buffer, and a line is handed to the sink as a slice of it, so the
 // per-line path neither copies nor allocates. The only memory kept per open file is its first
