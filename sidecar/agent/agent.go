@@ -209,22 +209,22 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 				mine = append(mine, e)
 			}
 		}
-		t, err := tail.New(tail.Options{
-			Paths:         ic.Paths,
-			Exclude:       ic.Exclude,
-			Multiline:     ic.Multiline,
-			MaxLineBytes:  cfg.Limits.MaxLineBytes,
-			MaxFiles:      cfg.Limits.MaxFiles,
-			Positions:     mine,
-			Metrics:       a.reg,
-			Container:     ic.Container,
-			ScanInterval:  cfg.Limits.PollInterval.D(),
-			Logger:        a.log,
-			ReadFrom:      readFrom(ic.ReadFrom, restarted),
-			IgnoreOlder:   ic.IgnoreOlder.D(),
-			Cleanup:       ic.Cleanup,
-			CleanupSettle: ic.CleanupSettle.D(),
-		}, in)
+		topts := tail.Options{
+			Paths:        ic.Paths,
+			Exclude:      ic.Exclude,
+			Multiline:    ic.Multiline,
+			MaxLineBytes: cfg.Limits.MaxLineBytes,
+			MaxFiles:     cfg.Limits.MaxFiles,
+			Positions:    mine,
+			Metrics:      a.reg,
+			Container:    ic.Container,
+			ScanInterval: cfg.Limits.PollInterval.D(),
+			Logger:       a.log,
+			ReadFrom:     readFrom(ic.ReadFrom, restarted),
+			IgnoreOlder:  ic.IgnoreOlder.D(),
+		}
+		topts.Cleanup, topts.CleanupSettle = ic.Cleanup, ic.CleanupSettle.D()
+		t, err := tail.New(topts, in)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", ic.Container, err)
 		}
