@@ -280,6 +280,31 @@ func TestCleanupKeeps(t *testing.T) {
 		}
 	})
 
+	t.Run("started at its end, then restarted", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		writeFile(t, p+".1", numbered("before the agent", 0, 10))
+		opts := Options{Paths: []string{dir + "/app.log*"}, Cleanup: []string{dir + "/app.log.*"}, CleanupSettle: testSettle, ReadFrom: "tail"}
+		first := newInput(t, opts, &sink{ack: true})
+		c := cleanupClock()
+		pollAll(t, first, c.now())
+		saved := first.Positions()
+		first.Close()
+		if len(saved) != 1 || !saved[0].Skipped {
+			t.Fatalf("checkpoint %+v: want the file, marked as started past its head", saved)
+		}
+		time.Sleep(5 * time.Millisecond)
+		writeFile(t, p, "new\n")
+		// The restarted agent reads from its checkpoint, as any restarted agent does.
+		opts.Positions, opts.ReadFrom = saved, ""
+		second := newInput(t, opts, &sink{ack: true})
+		pollAll(t, second, c.advance(time.Second))
+		settleAndPoll(t, second, c)
+		if !exists(t, p+".1") {
+			t.Error("a file whose first bytes were never shipped was removed after a restart")
+		}
+	})
+
 	t.Run("excluded", func(t *testing.T) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "app.log")

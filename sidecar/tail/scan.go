@@ -373,6 +373,8 @@ func (t *Tailer) openCandidate(c *candidate, now time.Time) {
 		t.log.Debug("reopening file", "path", c.path, "offset", f.pos.Offset)
 	case v.act == actResume:
 		f = t.newFile(c.path, v.offset, now)
+		// A copy's head is its original's; a checkpoint's file keeps what it said.
+		f.skipped = v.saved != nil && v.saved.skipped || v.cut != nil && v.cut.file.skipped
 		if v.cut != nil {
 			f.acked.Store(min(v.cut.file.acked.Load(), v.offset))
 			v.cut.file.next.Store(f)

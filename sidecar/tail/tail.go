@@ -379,7 +379,7 @@ func (t *Tailer) Positions() []checkpoint.Entry {
 	add := func(f *File) {
 		// Only the fields written under mu: the poll goroutine moves the offsets meanwhile.
 		if off := f.acked.Load(); off > 0 {
-			out = append(out, checkpoint.Entry{Container: t.opts.Container, Path: f.Path, Identity: f.pos.Identity, Offset: off})
+			out = append(out, checkpoint.Entry{Container: t.opts.Container, Path: f.Path, Identity: f.pos.Identity, Offset: off, Skipped: f.skipped})
 		}
 	}
 	for _, f := range t.open {
