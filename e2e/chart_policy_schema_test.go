@@ -64,6 +64,9 @@ var policyCases = []struct {
 	{"agent limit negative", `agentLimits: {maxFiles: -1}`, true},
 	{"agent limit unknown", `agentLimits: {batchSize: 1}`, true},
 	{"agent flush interval", `agentLimits: {flushInterval: soon}`, true},
+	{"negative cleanup settle", `cleanupSettle: -1m`, true},
+	{"cleanup settle a number", `cleanupSettle: 60`, true},
+	{"allowCleanup a string", `allowCleanup: "yes"`, true},
 
 	{"empty", `{}`, false},
 	{"addresses of every kind", `upstream: ["10.0.0.1:24224", "[fd00::1]:24224", "Fluentd.Logging:24224", "fluentd.logging.svc.cluster.local.:24224"]`, false},
@@ -72,6 +75,7 @@ var policyCases = []struct {
 	{"request equal to limit", `resources: {requests: {memory: 128Mi, cpu: 100m}, limits: {memory: 0.125Gi, cpu: "0.1"}}`, false},
 	{"secret references", "upstreamCA: fluentd-ca/ca.crt\nupstreamSharedKey: fluentd\nupstreamUser: fluentd-user/pass_word", false},
 	{"Forward mode", "upstreamMode: Forward\nupstreamCompression: none", false},
+	{"cleanup", "allowCleanup: true\ncleanupSettle: 90s", false},
 	{"the rest", "agentImage: ghcr.io/sidelog/sidelog-agent:0.1.0\nimagePullPolicy: Always\nagentUser: 1000\nagentGroup: 1000\nagentIdentity: platform\nstartupProbe: none\nsidecarMode: legacy\nkubernetesVersion: v1.28.5-eks-5e0fdde\nallowPodOverride: []\nmissingVolume: emptyDir\nmaxGlobs: 4\nmetricsPort: 9102\ndrainTimeout: 1m30s\nagentLimits: {maxFiles: 10, flushInterval: 250ms}", false},
 }
 

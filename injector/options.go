@@ -40,6 +40,10 @@ type input struct {
 	ignoreOlder config.Duration
 	timeKey     string
 	timeFormat  string
+	// cleanup are the globs of rotated files the agent removes once delivered (AnnotationCleanup),
+	// from cleanupKey.
+	cleanup    []string
+	cleanupKey setting
 }
 
 // pick returns the value that applies to container (or to the pod when container is ""): the
@@ -70,7 +74,7 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 			return nil, errorf(g.key, FromPod, "set either %s or %s, not both", g.key, s.key)
 		}
 	}
-	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat} {
+	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat, optCleanup} {
 		for _, name := range slices.Sorted(maps.Keys(ps.per[opt])) {
 			s := ps.per[opt][name]
 			if !isApp(name) {
@@ -100,6 +104,9 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 		if err := in.resolveReading(ps, ns, p, c.Name); err != nil {
 			return nil, err
 		}
+		if s, ok := ps.get(optCleanup, c.Name); ok {
+			in.cleanup, in.cleanupKey = s.parsed.([]string), s
+		}
 		r.inputs = append(r.inputs, in)
 	}
 	for i, in := range r.inputs {
@@ -110,6 +117,12 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 						g, apps[prev.container].Name, prev.tail.key)
 				}
 			}
+		}
+	}
+
+	for _, in := range r.inputs {
+		if err := checkCleanup(in, r.inputs, apps); err != nil {
+			return nil, err
 		}
 	}
 
