@@ -23,7 +23,7 @@ import (
 // differ in any byte (a StatefulSet's, a DaemonSet's, bare pods) are answered as before.
 //
 // An answer is a pure function of what it is kept with: the pod's JSON as the API server sent
-// it, its namespace's name and sidelog annotations, and the cluster policy (the same *Policy
+// it, its namespace's name, annotations and labels (the agent is told them), and the cluster policy (the same *Policy
 // until a reload replaces it). Each is compared whole on a hit; the hash only finds the
 // candidate. Only answers are kept, never errors, and the whole is bounded in bytes.
 type answers struct {
@@ -41,6 +41,7 @@ type answer struct {
 	raw       []byte
 	namespace string
 	defaults  map[string]string // the namespace's annotations
+	labels    map[string]string // the namespace's labels
 	policy    *injector.Policy
 	resp      admission.Response
 	outcome   string
@@ -58,12 +59,12 @@ func newAnswers(maxBytes int) *answers {
 }
 
 // get returns a copy of the answer remembered for this pod, namespace and policy.
-func (c *answers) get(raw []byte, namespace string, defaults map[string]string, p *injector.Policy) (admission.Response, string, bool) {
+func (c *answers) get(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy) (admission.Response, string, bool) {
 	h := maphash.Bytes(c.seed, raw)
 	c.mu.Lock()
 	a, ok := c.entries[h]
 	c.mu.Unlock()
-	if !ok || a.policy != p || a.namespace != namespace || !maps.Equal(a.defaults, defaults) || !bytes.Equal(a.raw, raw) {
+	if !ok || a.policy != p || a.namespace != namespace || !maps.Equal(a.defaults, defaults) || !maps.Equal(a.labels, labels) || !bytes.Equal(a.raw, raw) {
 		return admission.Response{}, "", false
 	}
 	return a.copyResponse(), a.outcome, true
@@ -73,8 +74,8 @@ func (c *answers) get(raw []byte, namespace string, defaults map[string]string, 
 // resp.Patch, which no one may change afterwards: the request's object is the admission
 // package's copy of the body, made for this request, and the patch is encoded for this answer
 // and only read when it is sent.
-func (c *answers) put(raw []byte, namespace string, defaults map[string]string, p *injector.Policy, resp admission.Response, outcome string) {
-	a := &answer{raw: raw, namespace: namespace, defaults: maps.Clone(defaults), policy: p, outcome: outcome}
+func (c *answers) put(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy, resp admission.Response, outcome string) {
+	a := &answer{raw: raw, namespace: namespace, defaults: maps.Clone(defaults), labels: maps.Clone(labels), policy: p, outcome: outcome}
 	a.resp = resp
 	a.resp.Result = cloneStatus(resp.Result)
 	a.resp.Warnings = slices.Clone(resp.Warnings)
@@ -104,8 +105,10 @@ func (c *answers) put(raw []byte, namespace string, defaults map[string]string, 
 // size is about what a holds in memory.
 func (a *answer) size() int {
 	n := len(a.raw) + len(a.namespace) + len(a.resp.Patch) + 512
-	for k, v := range a.defaults {
-		n += len(k) + len(v)
+	for _, m := range []map[string]string{a.defaults, a.labels} {
+		for k, v := range m {
+			n += len(k) + len(v)
+		}
 	}
 	for _, w := range a.resp.Warnings {
 		n += len(w)

@@ -63,6 +63,13 @@ func TestAnswersFollowInputs(t *testing.T) {
 
 	namespaces["shop"] = namespace("shop", true, map[string]string{injector.AnnotationUpstream: "fluent-bit.logging:24224"})
 	check("namespace defaults changed", good, "fluent-bit.logging:24224")
+	relabelled := namespace("shop", true, map[string]string{injector.AnnotationUpstream: "fluent-bit.logging:24224"})
+	relabelled.Labels["team"] = "payments"
+	namespaces["shop"] = relabelled
+	check("namespace labels changed", good, "fluent-bit.logging:24224")
+	if got := agentConfig(t, applied(t, good, h.Handle(ctx, good))).NamespaceLabels["team"]; got != "payments" {
+		t.Fatalf("after the namespace was relabelled the agent is told team %q", got)
+	}
 
 	current = injector.DefaultPolicy()
 	current.AgentImage = "example.com/agent:2"
@@ -101,29 +108,32 @@ func TestAnswersBound(t *testing.T) {
 	}
 	resp := admission.Allowed("ok")
 	for i := range 200 {
-		c.put(raw(i), "ns", nil, p, resp, OutcomeSkipped)
+		c.put(raw(i), "ns", nil, nil, p, resp, OutcomeSkipped)
 		if c.bytes > max {
 			t.Fatalf("after %d answers the cache holds %d bytes, above its bound %d", i+1, c.bytes, max)
 		}
 	}
-	if _, _, ok := c.get(raw(199), "ns", nil, p); !ok {
+	if _, _, ok := c.get(raw(199), "ns", nil, nil, p); !ok {
 		t.Fatal("the newest answer was dropped")
 	}
-	if _, _, ok := c.get(raw(0), "ns", nil, p); ok {
+	if _, _, ok := c.get(raw(0), "ns", nil, nil, p); ok {
 		t.Fatal("the oldest answer is still there past the bound")
 	}
 	if len(c.entries) != len(c.order) || len(c.entries) < 20 {
 		t.Fatalf("%d entries, %d in order: want the same number, and most of what fits", len(c.entries), len(c.order))
 	}
 	huge := []byte(`{"metadata":{"name":"huge"},` + strings.Repeat(" ", answerMaxBytes) + `}`)
-	c.put(huge, "ns", nil, p, resp, OutcomeSkipped)
-	if _, _, ok := c.get(huge, "ns", nil, p); ok {
+	c.put(huge, "ns", nil, nil, p, resp, OutcomeSkipped)
+	if _, _, ok := c.get(huge, "ns", nil, nil, p); ok {
 		t.Fatal("a pod larger than answerMaxBytes was remembered")
 	}
-	if _, _, ok := c.get(raw(199), "ns", map[string]string{"a": "b"}, p); ok {
+	if _, _, ok := c.get(raw(199), "ns", map[string]string{"a": "b"}, nil, p); ok {
 		t.Fatal("an answer was given for other namespace defaults")
 	}
-	if _, _, ok := c.get(raw(199), "ns", nil, injector.DefaultPolicy()); ok {
+	if _, _, ok := c.get(raw(199), "ns", nil, map[string]string{"team": "a"}, p); ok {
+		t.Fatal("an answer was given for other namespace labels")
+	}
+	if _, _, ok := c.get(raw(199), "ns", nil, nil, injector.DefaultPolicy()); ok {
 		t.Fatal("an answer was given for another policy")
 	}
 }

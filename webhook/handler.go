@@ -128,53 +128,64 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if policy == nil {
 		return admission.Errored(http.StatusServiceUnavailable, errNoPolicy), OutcomeError
 	}
-	if resp, outcome, ok := h.answers.get(req.Object.Raw, req.Namespace, ns.Annotations, policy); ok {
+	if resp, outcome, ok := h.answers.get(req.Object.Raw, req.Namespace, ns.Annotations, ns.Labels, policy); ok {
 		return resp, outcome
 	}
-	resp, outcome := h.inject(req, ns.Annotations, policy)
-	if outcome != OutcomeError {
-		h.answers.put(req.Object.Raw, req.Namespace, ns.Annotations, policy, resp, outcome)
+	resp, outcome, keep := h.inject(ctx, req, ns, policy)
+	if outcome != OutcomeError && keep {
+		h.answers.put(req.Object.Raw, req.Namespace, ns.Annotations, ns.Labels, policy, resp, outcome)
 	}
 	return resp, outcome
 }
 
-// inject answers for the pod in req, in a namespace with these defaults, under policy p.
-func (h *Handler) inject(req admission.Request, defaults map[string]string, p *injector.Policy) (admission.Response, string) {
+// inject answers for the pod in req, in namespace ns (its annotations are the defaults, its
+// labels go to the agent), under policy p. keep is false for an answer that may not be given
+// again to the same pod: one whose owners could not be read, which the next pod of the
+// ReplicaSet or Job may get right. Otherwise the owners are as much a function of the pod's
+// bytes as the rest: its controller reference names the ReplicaSet or Job by uid, and their
+// own controller does not change.
+func (h *Handler) inject(ctx context.Context, req admission.Request, ns *metav1.PartialObjectMetadata, p *injector.Policy) (resp admission.Response, outcome string, keep bool) {
+	defaults := ns.Annotations
 	pod := &corev1.Pod{}
 	if err := h.decoder.Decode(req, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError, false
 	}
 	mutated, out, err := injector.Inject(pod, defaults, p)
 	if userErr := (*injector.Error)(nil); errors.As(err, &userErr) {
-		return admission.Denied(err.Error()), OutcomeRefused
+		return admission.Denied(err.Error()), OutcomeRefused, true
 	} else if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("injecting the agent: %w", err)), OutcomeError
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("injecting the agent: %w", err)), OutcomeError, false
 	}
+	keep = true
 	if out.Injected {
 		// Also for a pod injected before (a template that went through sidelog inject): only
 		// the cluster knows its ReplicaSet or Job and its namespace's labels.
 		changed, warning := h.setWorkload(ctx, req.Namespace, pod, ns.Labels, mutated)
 		if warning != "" {
-			out.Warnings = append(out.Warnings, warning)
+			out.Warnings, keep = append(out.Warnings, warning), false
 		}
 		if changed && !out.Changed {
-			return patchResponse(req.Object.Raw, pod, mutated).WithWarnings(out.Warnings...), OutcomeSkipped
+			resp := patchResponse(req.Object.Raw, pod, mutated)
+			if !resp.Allowed {
+				return resp, OutcomeError, false
+			}
+			return resp.WithWarnings(out.Warnings...), OutcomeSkipped, keep
 		}
 	}
 	if !out.Changed {
 		// Not asked for, opted out, or injected before from the same inputs and for the same
 		// workload (a reinvocation): nothing to change.
-		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped
+		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped, keep
 	}
-	outcome := OutcomeInjected
+	outcome = OutcomeInjected
 	if !out.Injected {
 		outcome = OutcomeRemoved
 	}
-	resp := patchResponse(req.Object.Raw, pod, mutated)
+	resp = patchResponse(req.Object.Raw, pod, mutated)
 	if !resp.Allowed {
-		return resp, OutcomeError
+		return resp, OutcomeError, false
 	}
-	return resp.WithWarnings(out.Warnings...), outcome
+	return resp.WithWarnings(out.Warnings...), outcome, keep
 }
 
 // setWorkload writes into the agent's configuration in mutated the controllers of pod (as it

@@ -189,6 +189,11 @@ func TestHandleWorkload(t *testing.T) {
 			if diff := cmp.Diff(wantLabels, cfg.NamespaceLabels); diff != "" {
 				t.Errorf("namespace labels (-want +got):\n%s", diff)
 			}
+			// A lookup that failed may succeed for the next pod of the same ReplicaSet: its
+			// answer is not remembered.
+			if n := len(h.answers.entries); n != map[bool]int{true: 1, false: 0}[tt.warning == ""] {
+				t.Errorf("%d answers remembered after a lookup that %s", n, map[bool]string{true: "succeeded", false: "failed"}[tt.warning == ""])
+			}
 			found := tt.warning == ""
 			for _, w := range resp.Warnings {
 				found = found || strings.Contains(w, tt.warning)
