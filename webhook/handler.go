@@ -48,7 +48,7 @@ const KubeSystem = "kube-system"
 const (
 	OutcomeInjected = "injected" // the agent was added, or injected anew from changed inputs
 	OutcomeRemoved  = "removed"  // an injected pod (from a template) opted out: the agent was removed
-	OutcomeSkipped  = "skipped"  // nothing to do: not opted in, not asked for, already injected
+	OutcomeSkipped  = "skipped"  // nothing to do: not opted in, not asked for, already injected (whose agent may be told its workload)
 	OutcomeRefused  = "refused"  // the pod's or the namespace's annotations are wrong: denied
 	OutcomeError    = "error"    // the webhook could not decide (namespace lookup, bad request)
 )
