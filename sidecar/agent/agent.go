@@ -222,6 +222,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			Logger:       a.log,
 			ReadFrom:     readFrom(ic.ReadFrom, restarted),
 			IgnoreOlder:  ic.IgnoreOlder.D(),
+			RateLimit:    ic.RateLimit,
 		}, in)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", ic.Container, err)
@@ -321,6 +322,11 @@ func (a *Agent) tailLoop(ctx, sendCtx context.Context) error {
 		for _, in := range a.inputs {
 			if in.count > 0 {
 				sleep = min(sleep, flushEvery-time.Since(in.started))
+			}
+			// An input held back by its rate limit is read again as soon as the limit allows,
+			// not a poll interval later: its reading stays even, and no other input waits for it.
+			if wait, throttled := in.tailer.Wait(now); throttled {
+				sleep = min(sleep, wait)
 			}
 		}
 		timer.Reset(max(sleep, 0))
