@@ -123,6 +123,7 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 			IgnoreOlder: in.ignoreOlder,
 			TimeKey:     in.timeKey,
 			TimeFormat:  in.timeFormat,
+			RateLimit:   in.rateLimit,
 		})
 	}
 	// The annotations were checked one by one; this checks that together they make a document

@@ -40,6 +40,7 @@ type input struct {
 	ignoreOlder config.Duration
 	timeKey     string
 	timeFormat  string
+	rateLimit   *config.RateLimit // nil: none
 }
 
 // pick returns the value that applies to container (or to the pod when container is ""): the
@@ -70,7 +71,7 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 			return nil, errorf(g.key, FromPod, "set either %s or %s, not both", g.key, s.key)
 		}
 	}
-	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat} {
+	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat, optRateLimit} {
 		for _, name := range slices.Sorted(maps.Keys(ps.per[opt])) {
 			s := ps.per[opt][name]
 			if !isApp(name) {
@@ -98,6 +99,9 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 			in.parser = s.parsed.(string)
 		}
 		if err := in.resolveReading(ps, ns, p, c.Name); err != nil {
+			return nil, err
+		}
+		if err := in.resolveRateLimit(ps, ns, p, c.Name); err != nil {
 			return nil, err
 		}
 		r.inputs = append(r.inputs, in)
