@@ -325,8 +325,8 @@ func (a *Agent) tailLoop(ctx, sendCtx context.Context) error {
 			}
 			// An input held back by its rate limit is read again as soon as the limit allows,
 			// not a poll interval later: its reading stays even, and no other input waits for it.
-			if wait, throttled := in.tailer.Wait(now); throttled {
-				sleep = min(sleep, wait)
+			if readyIn, throttled := in.tailer.Throttled(now); throttled {
+				sleep = min(sleep, readyIn)
 			}
 		}
 		timer.Reset(max(sleep, 0))

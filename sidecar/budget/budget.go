@@ -70,15 +70,15 @@ func (l *Limiter) Take(bytes, lines int64) {
 	l.lines.take(lines)
 }
 
-// Wait returns how long after now Ready becomes true: zero if it is already.
-func (l *Limiter) Wait(now time.Time) time.Duration {
+// ReadyIn returns how long after now Ready becomes true: zero if it is already.
+func (l *Limiter) ReadyIn(now time.Time) time.Duration {
 	if l == nil {
 		return 0
 	}
-	return max(l.bytes.wait(now), l.lines.wait(now))
+	return max(l.bytes.readyIn(now), l.lines.readyIn(now))
 }
 
-// epsilon absorbs the rounding of float tokens, so that Ready holds at now+Wait.
+// epsilon absorbs the rounding of float tokens, so that Ready holds at now+ReadyIn.
 const epsilon = 1e-6
 
 // bucket is one dimension's token bucket; rate zero is no limit.
@@ -132,7 +132,7 @@ func (b *bucket) take(n int64) {
 	}
 }
 
-func (b *bucket) wait(now time.Time) time.Duration {
+func (b *bucket) readyIn(now time.Time) time.Duration {
 	if b.rate == 0 {
 		return 0
 	}
@@ -140,6 +140,6 @@ func (b *bucket) wait(now time.Time) time.Duration {
 	if b.tokens+epsilon >= b.step {
 		return 0
 	}
-	// Rounded up, so that Ready holds at now+Wait.
+	// Rounded up, so that Ready holds at now+ReadyIn.
 	return time.Duration(math.Ceil((b.step - b.tokens) / b.rate * float64(time.Second)))
 }

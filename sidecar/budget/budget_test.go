@@ -17,7 +17,7 @@ func TestNilLimitsNothing(t *testing.T) {
 	if b, n := l.Allow(t0); b != Unlimited || n != Unlimited {
 		t.Errorf("Allow = %d, %d, want Unlimited", b, n)
 	}
-	if !l.Ready(t0) || l.Wait(t0) != 0 {
+	if !l.Ready(t0) || l.ReadyIn(t0) != 0 {
 		t.Error("a nil limiter is not ready")
 	}
 	l.Take(1, 1) // must not panic
@@ -59,9 +59,9 @@ func TestLinesAndBytesAreIndependent(t *testing.T) {
 	}
 }
 
-// TestWaitIsWhenReady: a throttled input is woken when a tenth of a second's budget is back,
+// TestReadyInIsWhenReady: a throttled input is woken when a tenth of a second's budget is back,
 // not before (it would read crumbs) and not later (it would read in bursts).
-func TestWaitIsWhenReady(t *testing.T) {
+func TestReadyInIsWhenReady(t *testing.T) {
 	for _, tt := range []struct {
 		bytes, lines int64
 		want         time.Duration
@@ -73,15 +73,15 @@ func TestWaitIsWhenReady(t *testing.T) {
 	} {
 		l := New(tt.bytes, tt.lines)
 		l.Take(tt.bytes, tt.lines)
-		w := l.Wait(t0)
+		w := l.ReadyIn(t0)
 		if w < tt.want-time.Microsecond || w > tt.want+time.Microsecond {
-			t.Errorf("%d B/s, %d lines/s: Wait = %v, want %v", tt.bytes, tt.lines, w, tt.want)
+			t.Errorf("%d B/s, %d lines/s: ReadyIn = %v, want %v", tt.bytes, tt.lines, w, tt.want)
 		}
 		if l.Ready(at(w - time.Millisecond)) {
-			t.Errorf("%d B/s, %d lines/s: ready before Wait", tt.bytes, tt.lines)
+			t.Errorf("%d B/s, %d lines/s: ready before ReadyIn", tt.bytes, tt.lines)
 		}
-		if !l.Ready(at(w)) || l.Wait(at(w)) != 0 {
-			t.Errorf("%d B/s, %d lines/s: not ready at Wait", tt.bytes, tt.lines)
+		if !l.Ready(at(w)) || l.ReadyIn(at(w)) != 0 {
+			t.Errorf("%d B/s, %d lines/s: not ready at ReadyIn", tt.bytes, tt.lines)
 		}
 	}
 }
@@ -115,7 +115,7 @@ func TestClockGoingBackAddsNothing(t *testing.T) {
 }
 
 // TestRateUnderPressure drives the limiter as the tail loop does a file written at ten times the
-// budget: wake at Wait, read what Allow says. Over a simulated minute the bytes read are the
+// budget: wake at ReadyIn, read what Allow says. Over a simulated minute the bytes read are the
 // budget's, give or take the one-second burst and a step.
 func TestRateUnderPressure(t *testing.T) {
 	const rate = 100 << 10
@@ -139,7 +139,7 @@ func TestRateUnderPressure(t *testing.T) {
 				lineCount += take / 100
 				backlog -= take
 			}
-			now = now.Add(max(l.Wait(now), 10*time.Millisecond))
+			now = now.Add(max(l.ReadyIn(now), 10*time.Millisecond))
 		}
 		want := int64(rate * 60)
 		if lines > 0 {

@@ -39,15 +39,15 @@ func TestRateLimitBytes(t *testing.T) {
 	if got := metric(t, reg, series); got != "9000" {
 		t.Errorf("%s = %s, want 9000: the backlog stays in the file, visible", series, got)
 	}
-	w, ok := in.Wait(c.now())
+	w, ok := in.Throttled(c.now())
 	if !ok || w != 100*time.Millisecond {
-		t.Fatalf("Wait = %v, %v; want 100ms (a tenth of the budget), true", w, ok)
+		t.Fatalf("Throttled = %v, %v; want 100ms (a tenth of the budget), true", w, ok)
 	}
 	if n := pollAll(t, in, c.advance(w-time.Millisecond)); n != 0 {
-		t.Errorf("read %d bytes before Wait, want none", n)
+		t.Errorf("read %d bytes before then, want none", n)
 	}
 	if n := pollAll(t, in, c.advance(time.Millisecond)); n != 100 {
-		t.Fatalf("read %d bytes at Wait, want 100", n)
+		t.Fatalf("read %d bytes when ready, want 100", n)
 	}
 	for i := range 89 {
 		if n := pollAll(t, in, c.advance(w)); n != 100 {
@@ -55,8 +55,8 @@ func TestRateLimitBytes(t *testing.T) {
 		}
 	}
 	equal(t, "records", s.texts(), strings.Split(strings.TrimSuffix(content, "\n"), "\n"))
-	if _, ok := in.Wait(c.now()); ok {
-		t.Error("Wait still says throttled with the file read to its end")
+	if _, ok := in.Throttled(c.now()); ok {
+		t.Error("Throttled still says so with the file read to its end")
 	}
 	if got := metric(t, reg, series); got != "0" {
 		t.Errorf("%s = %s at the end, want 0", series, got)

@@ -50,6 +50,13 @@
 // since) cannot be read any more: they are counted as dropped (deleted_before_read) and logged.
 // If it is rewritten in place, it is handled as a truncation. Drain reads the waiting files
 // too, MaxFiles at a time, once the open ones are at their end.
+//
+// # Rate limit
+//
+// With Options.RateLimit, Poll reads the input's files within its budget (package budget): no
+// more bytes than it allows, and no more lines, stopping at a line's end. What is not read stays
+// in the file, counted in sidelog_file_bytes_behind, and holds no memory; the files take turns on
+// the budget, and Throttled tells the caller when to poll again. Drain is not limited.
 package tail
 
 import (
@@ -280,7 +287,7 @@ func (t *Tailer) Poll(now time.Time) (int64, error) {
 }
 
 // readAll reads every open file, each at most budgetBuffers buffers. Under a rate limit it reads
-// nothing until a tenth of a second's budget has accrued (budget.Limiter.Ready; Wait says when),
+// nothing until a tenth of a second's budget has accrued (budget.Limiter.Ready; ReadyIn says when),
 // and starts with the next file at each pass, so that the files of the input share its budget.
 func (t *Tailer) readAll(now time.Time) int64 {
 	t.throttled = false
@@ -308,14 +315,14 @@ func (t *Tailer) readAll(now time.Time) int64 {
 	return total
 }
 
-// Wait returns how long after now the rate limit lets the input read again, and false when the
-// last Poll read everything it could (no limit, or none reached): the caller then need not wake
-// for this input before it would anyway.
-func (t *Tailer) Wait(now time.Time) (time.Duration, bool) {
+// Throttled reports whether the last Poll left bytes unread because of the rate limit, and how
+// long after now the limit lets the input read again. When it is false (no limit, or none
+// reached) the caller need not wake for this input before it would anyway.
+func (t *Tailer) Throttled(now time.Time) (readyIn time.Duration, throttled bool) {
 	if t.limit == nil || !t.throttled {
 		return 0, false
 	}
-	return t.limit.Wait(now), true
+	return t.limit.ReadyIn(now), true
 }
 
 // Drain stops discovery, reads every open file to its end, flushes partial lines and multiline
