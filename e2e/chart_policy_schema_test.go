@@ -73,6 +73,9 @@ var policyCases = []struct {
 	{"rate limit above the maximum", "rateLimit: 4MiB/s\nmaxRateLimit: 2MiB/s", true},
 	{"rate limit lines above the maximum", "rateLimit: 2MiB/s, 6000 lines/s\nmaxRateLimit: 5000 lines/s, 4MiB/s", true},
 	{"rate limit above the maximum by a rounded byte", "rateLimit: 2.5B/s\nmaxRateLimit: 2.2B/s", false},
+	{"negative cleanup settle", `cleanupSettle: -1m`, true},
+	{"cleanup settle a number", `cleanupSettle: 60`, true},
+	{"allowCleanup a string", `allowCleanup: "yes"`, true},
 
 	{"empty", `{}`, false},
 	{"addresses of every kind", `upstream: ["10.0.0.1:24224", "[fd00::1]:24224", "Fluentd.Logging:24224", "fluentd.logging.svc.cluster.local.:24224"]`, false},
@@ -85,6 +88,7 @@ var policyCases = []struct {
 	{"rate limit within a maximum of the other dimension", "rateLimit: 8MiB/s\nmaxRateLimit: 20000 lines/s", false},
 	{"rate limit of every unit", "rateLimit: 0.5k/s, 10 lines/s\nmaxRateLimit: 1000 line/s , 1.5GB/s", false},
 	{"rate limit none", "rateLimit: none\nmaxRateLimit: none", false},
+	{"cleanup", "allowCleanup: true\ncleanupSettle: 90s", false},
 	{"the rest", "agentImage: ghcr.io/sidelog/sidelog-agent:0.1.0\nimagePullPolicy: Always\nagentUser: 1000\nagentGroup: 1000\nagentIdentity: platform\nstartupProbe: none\nsidecarMode: legacy\nkubernetesVersion: v1.28.5-eks-5e0fdde\nallowPodOverride: []\nmissingVolume: emptyDir\nmaxGlobs: 4\nmetricsPort: 9102\ndrainTimeout: 1m30s\nagentLimits: {maxFiles: 10, flushInterval: 250ms}", false},
 }
 

@@ -154,6 +154,34 @@ func TestChartWebhook(t *testing.T) {
 		t.FailNow()
 	}
 
+	// The ReplicaSet's next pods reach the webhook byte for byte like the first, and are
+	// answered from what it remembers: each must come out as the first did.
+	t.Run("the ReplicaSet's next pods get the same agent", func(t *testing.T) {
+		first, err := localpod.Container(pod, injector.AgentContainer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			next, err := admin.CoreV1().Pods("shop").Create(ctx, podOf(rs), metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("creating pod %d: %v", i+2, err)
+			}
+			agent, err := localpod.Container(next, injector.AgentContainer)
+			if err != nil {
+				t.Fatalf("pod %s: %v", next.Name, err)
+			}
+			if diff := cmp.Diff(first, agent); diff != "" {
+				t.Errorf("pod %s's agent differs from pod %s's (-first +next):\n%s", next.Name, pod.Name, diff)
+			}
+			if next.Annotations[injector.AnnotationStatus] != pod.Annotations[injector.AnnotationStatus] {
+				t.Errorf("pod %s: %s = %s, want %s", next.Name, injector.AnnotationStatus, next.Annotations[injector.AnnotationStatus], pod.Annotations[injector.AnnotationStatus])
+			}
+			if err := admin.CoreV1().Pods("shop").Delete(ctx, next.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	t.Run("matchConditions: only pods with sidelog.io/ annotations reach the webhook", func(t *testing.T) {
 		before := admissions(t, wh.metricsURL)
 		if before < 1 {

@@ -190,6 +190,23 @@ const (
 	// Status saying what was done. A pod that has it and the agent container is left as it is,
 	// which is what makes the injector idempotent. Not allowed on a namespace.
 	AnnotationStatus = Prefix + "status"
+
+	// AnnotationCleanup is the comma-separated list of absolute globs of an app container's
+	// rotated log files that the agent removes once it has shipped them:
+	// sidelog.io/cleanup.<container>, or sidelog.io/cleanup for every tailed container. Only where
+	// the cluster policy's allowCleanup is true; pods only (a namespace cannot know which files a
+	// pod rotates). The agent then mounts the volumes those files are on read-write (every other
+	// log volume stays read-only), and removes a file that a cleanup glob matches only when it
+	// read every byte of it from its first, every byte was acknowledged upstream, nothing was
+	// written to it for the policy's cleanupSettle (default 5m), and a newer file that the tail
+	// globs find and the cleanup globs do not exists (the live file); each removal is logged and
+	// counted in sidelog_files_removed_total{container}. Name the rotated files only, never the
+	// file being written: app.log.* or app.log-* (logrotate, Python's RotatingFileHandler),
+	// app.*.log (logback, log4j2). Refused: a glob that the container's tail globs do not cover
+	// (the agent removes only what it read), one that matches every file a tail glob names or the
+	// name a tail glob spells out (app.log of /var/log/app/app.log*), one whose file name is only
+	// wildcards, and compressed rotations (*.gz, ...), which the agent does not read. Default none.
+	AnnotationCleanup = Prefix + "cleanup"
 )
 
 // DefaultContainerAnnotation is kubectl's annotation naming the container that `kubectl logs`
@@ -243,6 +260,7 @@ var options = []option{
 	{name: "agent-limits-memory", policed: true},
 	{name: "metrics-port", policed: true},
 	{name: "status", podOnly: true},
+	{name: "cleanup", perContainer: true, podOnly: true},
 }
 
 // Option names, as in Policy.AllowPodOverride and in keys after Prefix.
@@ -273,6 +291,7 @@ const (
 	optLimitsMemory   = "agent-limits-memory"
 	optMetricsPort    = "metrics-port"
 	optStatus         = "status"
+	optCleanup        = "cleanup"
 )
 
 func lookupOption(name string) (option, bool) {

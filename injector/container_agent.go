@@ -125,6 +125,10 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 			TimeFormat:  in.timeFormat,
 			RateLimit:   in.rateLimit,
 		})
+		if len(in.cleanup) > 0 {
+			last := &c.Inputs[len(c.Inputs)-1]
+			last.Cleanup, last.CleanupSettle = slices.Clone(in.cleanup), p.CleanupSettle
+		}
 	}
 	// The annotations were checked one by one; this checks that together they make a document
 	// the agent accepts, so a pod is never started with an agent that refuses to run.
@@ -144,7 +148,7 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 
 // agentContainer builds the agent. It runs as non-root with a read-only root file system, no
 // capabilities, no privilege escalation and the RuntimeDefault seccomp profile, and mounts the
-// app's log volumes read-only.
+// app's log volumes read-only, but for those a cleanup glob needs (AnnotationCleanup).
 func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg []byte, noToken bool) corev1.Container {
 	env := []corev1.EnvVar{
 		agentEnv[config.EnvPodName],

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/find"
 )
 
 // The fuzz targets run their seed corpus (testdata/fuzz/<target>) as ordinary tests; run one
@@ -203,6 +204,56 @@ func FuzzParseRateLimit(f *testing.F) {
 			Upstream: config.Upstream{Servers: []string{"a:1"}}}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("accepted %q, which the agent refuses: %v", v, err)
+		}
+	})
+}
+
+// FuzzGlobCovers checks that globCovers never claims a containment that a path disproves: a
+// path that inner matches, as the agent matches, is matched by outer. The agent relies on it to
+// remove only files that it tails (sidelog.io/cleanup).
+func FuzzGlobCovers(f *testing.F) {
+	f.Add("/var/log/app/app.log*", "/var/log/app/app.log.*", "/var/log/app/app.log.1")
+	f.Add("/var/log/**/*.log", "/var/log/app/app.*.log", "/var/log/app/app.2024-05-01.0.log")
+	f.Add("/var/log/app/app.log.[0-9]", "/var/log/app/app.log.?", "/var/log/app/app.log.x")
+	f.Add("/var/log/app/*", "/var/log/app/\\*", "/var/log/app/*")
+	f.Fuzz(func(t *testing.T, outer, inner, name string) {
+		if config.CheckGlob(outer) != nil || config.CheckGlob(inner) != nil || config.CheckGlob(name) != nil || !globCovers(outer, inner) {
+			return
+		}
+		in, err := find.New([]string{inner}, nil)
+		if err != nil || !in.Match(name) {
+			return
+		}
+		out, err := find.New([]string{outer}, nil)
+		if err != nil || !out.Match(name) {
+			t.Fatalf("globCovers(%q, %q), but %q matches only the second", outer, inner, name)
+		}
+	})
+}
+
+func FuzzParseCleanup(f *testing.F) {
+	f.Add("/var/log/app/app.log.*,/var/log/app/app.*.log")
+	f.Add("/var/log/app/*")
+	f.Add("/var/log/app/app.log.*.gz")
+	f.Fuzz(func(t *testing.T, v string) {
+		globs, err := parseCleanup(v, defaultMaxGlobs)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		for _, g := range globs {
+			if err := config.CheckGlob(g); err != nil {
+				t.Fatalf("accepted %q, which the agent refuses: %v", g, err)
+			}
+			name := path.Base(g)
+			if strings.Trim(name, "*?") == "" || strings.HasSuffix(name, ".gz") {
+				t.Fatalf("accepted %q, which matches every file of its directory or compressed ones", g)
+			}
+		}
+		if err := validInput(config.Input{Container: "c", Paths: globs, Cleanup: globs}); err != nil {
+			t.Fatalf("agent config refuses %q: %v", globs, err)
 		}
 	})
 }

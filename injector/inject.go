@@ -159,6 +159,13 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy, digest string) (Ou
 			}
 		}
 	}
+	for _, in := range r.inputs {
+		for _, g := range in.cleanup {
+			if err := lm.writable(in.container, in.cleanupKey, g); err != nil {
+				return Outcome{}, err
+			}
+		}
+	}
 	cfg, warnings, err := agentConfig(pod, r, p)
 	if err != nil {
 		return Outcome{}, err

@@ -117,6 +117,10 @@ func checkKey(key, value string, from Origin, p *Policy) (name, container string
 		return "", "", false, errorf(key, from, "missing container name: want %s.<container>", Prefix+name)
 	case from == FromNamespace && o.podOnly && name == optTail:
 		return "", "", false, errorf(key, from, "tail globs are set on pods, not namespaces: only a pod knows which files it writes")
+	case from == FromNamespace && o.podOnly && name == optCleanup:
+		return "", "", false, errorf(key, from, "cleanup globs are set on pods, not namespaces: only a pod knows which files it rotates")
+	case from == FromPod && name == optCleanup && !p.AllowCleanup:
+		return "", "", false, errorf(key, from, "the cluster policy does not let the agent remove files (allowCleanup: false); remove this annotation, or ask the cluster admin for allowCleanup: true")
 	case from == FromNamespace && o.podOnly:
 		return "", "", false, errorf(key, from, "written by sidelog on pods, not set on namespaces; remove it")
 	case from == FromPod && o.policed && !slices.Contains(p.AllowPodOverride, name):
@@ -253,6 +257,8 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseQuantity(v)
 	case optMetricsPort:
 		return parsePort(v)
+	case optCleanup:
+		return parseCleanup(v, p.MaxGlobs)
 	}
 	// optStatus is sidelog's own record, replaced on injection.
 	return nil, nil

@@ -41,6 +41,10 @@ type input struct {
 	timeKey     string
 	timeFormat  string
 	rateLimit   *config.RateLimit // nil: none
+	// cleanup are the globs of rotated files the agent removes once delivered (AnnotationCleanup),
+	// from cleanupKey.
+	cleanup    []string
+	cleanupKey setting
 }
 
 // pick returns the value that applies to container (or to the pod when container is ""): the
@@ -71,7 +75,7 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 			return nil, errorf(g.key, FromPod, "set either %s or %s, not both", g.key, s.key)
 		}
 	}
-	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat, optRateLimit} {
+	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat, optRateLimit, optCleanup} {
 		for _, name := range slices.Sorted(maps.Keys(ps.per[opt])) {
 			s := ps.per[opt][name]
 			if !isApp(name) {
@@ -104,6 +108,9 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 		if err := in.resolveRateLimit(ps, ns, p, c.Name); err != nil {
 			return nil, err
 		}
+		if s, ok := ps.get(optCleanup, c.Name); ok {
+			in.cleanup, in.cleanupKey = s.parsed.([]string), s
+		}
 		r.inputs = append(r.inputs, in)
 	}
 	for i, in := range r.inputs {
@@ -114,6 +121,12 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 						g, apps[prev.container].Name, prev.tail.key)
 				}
 			}
+		}
+	}
+
+	for _, in := range r.inputs {
+		if err := checkCleanup(in, r.inputs, apps); err != nil {
+			return nil, err
 		}
 	}
 

@@ -144,6 +144,14 @@ type Policy struct {
 	// open (or every one, with no value at all) takes the maximum's, as a LimitRange's max
 	// is the default of a container that sets none. Default none: no maximum.
 	MaxRateLimit string `json:"maxRateLimit,omitempty"`
+	// AllowCleanup lets pods ask the agent to remove their rotated log files once shipped
+	// (sidelog.io/cleanup), for which the agent mounts the volumes of those files read-write.
+	// Default false: such pods are refused, and the agent mounts every log volume read-only.
+	AllowCleanup bool `json:"allowCleanup,omitempty"`
+	// CleanupSettle is how long a rotated file must have been left unwritten before the agent
+	// removes it (sidelog.io/cleanup), a duration ("5m"). Default the agent's, 5m: a writer that
+	// reopens its log on a signal or a timer after a rotation has long done so.
+	CleanupSettle config.Duration `json:"cleanupSettle,omitzero"`
 }
 
 // AgentIdentity values.
@@ -488,6 +496,9 @@ func (p *Policy) validate() error {
 	}
 	if p.IgnoreOlder < 0 {
 		return bad("ignoreOlder", "got %s, want a positive duration such as 168h", p.IgnoreOlder.D())
+	}
+	if p.CleanupSettle < 0 {
+		return bad("cleanupSettle", "got %s, want a positive duration such as 5m", p.CleanupSettle.D())
 	}
 	if p.TimeKey != "" {
 		if _, err := parseTimeKey(p.TimeKey); err != nil {

@@ -126,6 +126,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"agentLimits: {batchBytes: -1}", "cluster policy field agentLimits.batchBytes: must not be negative"},
 		{"readFrom: end", `cluster policy field readFrom: got "end", want "head", "tail" or "auto"`},
 		{"ignoreOlder: -1h", "cluster policy field ignoreOlder: got -1h0m0s, want a positive duration such as 168h"},
+		{"cleanupSettle: -1m", "cluster policy field cleanupSettle: got -1m0s, want a positive duration such as 5m"},
+		{"allowCleanup: sometimes", "cluster policy: error unmarshaling JSON"},
 		{"timeFormat: iso", `cluster policy field timeFormat: "iso" is neither a preset`},
 		{"timeFormat: RFC3339", `cluster policy field timeFormat: got "RFC3339", want "rfc3339"`},
 		{"rateLimit: 1 MB per second", `cluster policy field rateLimit: got "1 MB per second", want bytes and/or lines per second`},

@@ -166,7 +166,7 @@ func TestAnnotationTable(t *testing.T) {
 		AnnotationReadFrom, AnnotationIgnoreOlder, AnnotationTimeKey, AnnotationTimeFormat, AnnotationRateLimit,
 		AnnotationUpstream, AnnotationUpstreamProtocol, AnnotationUpstreamHeaders, AnnotationUpstreamCompression, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
 		AnnotationUpstreamSharedKey, AnnotationUpstreamUser, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
-		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus}
+		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus, AnnotationCleanup}
 	if len(consts) != len(options) {
 		t.Fatalf("%d annotation constants, %d options", len(consts), len(options))
 	}

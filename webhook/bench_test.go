@@ -42,6 +42,11 @@ import (
 // concurrent clients on kept-alive connections as the API server uses them, and reports the
 // latency percentiles of one request and the throughput. Client and server share the machine.
 //
+// The sidelog sub-benchmarks send the same pod every time, as a ReplicaSet's or a Job's pods
+// arrive (generateName, no name yet, the same spec): from the second on, the handler answers
+// from what it remembers (answers). The distinct ones give each pod a name of its own, as
+// bare pods have, so that every request is decoded, injected and its patch encoded.
+//
 // The floor sub-benchmarks send the same AdmissionReview to a handler that allows every pod
 // unchanged: what controller-runtime's server, TLS and the client cost before sidelog does
 // anything, and so the best any handler could do here. The fixedpatch ones answer with the
@@ -65,7 +70,9 @@ func BenchmarkHandleTLS(b *testing.B) {
 	srv.Register(floorPath, &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
 	})})
-	req := podRequest(b, "shop", admissionv1.Create, appPod(map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log"}))
+	pod := appPod(map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log"})
+	pod.Name = distinctName
+	req := podRequest(b, "shop", admissionv1.Create, pod)
 	fixed := NewHandler(namespaces, StaticPolicy(injector.DefaultPolicy()), ownNS).Handle(context.Background(), req)
 	if len(fixed.Patch) == 0 {
 		b.Fatalf("sidelog did not patch the benchmark's pod: %+v", fixed.Result)
@@ -87,24 +94,46 @@ func BenchmarkHandleTLS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	same := func(int64) []byte { return review }
 	for _, bench := range []struct {
 		name, path, want string
+		review           func(i int64) []byte
 	}{
-		{"sidelog", Path, `"patch":"`},
-		{"fixedpatch", fixedPath, `"patch":"`},
-		{"floor", floorPath, `"allowed":true`},
+		{"sidelog", Path, `"patch":"`, same},
+		{"sidelog-distinct", Path, `"patch":"`, distinctReviews(b, review)},
+		{"fixedpatch", fixedPath, `"patch":"`, same},
+		{"floor", floorPath, `"allowed":true`, same},
 	} {
 		for _, concurrency := range []int{1, 10, 100} {
 			b.Run(bench.name+"/concurrency="+strconv.Itoa(concurrency), func(b *testing.B) {
-				benchmarkPost(b, pool, "https://"+addr+bench.path, review, bench.want, concurrency)
+				benchmarkPost(b, pool, "https://"+addr+bench.path, bench.review, bench.want, concurrency)
 			})
 		}
 	}
 }
 
-// benchmarkPost posts review to url b.N times from concurrency clients and reports the latency
-// percentiles. Each answer must be allowed and contain want.
-func benchmarkPost(b *testing.B, pool *x509.CertPool, url string, review []byte, want string, concurrency int) {
+// distinctName is the benchmark pod's name, whose digits distinctReviews replaces.
+const distinctName = "web-000000000000"
+
+// distinctReviews returns the i-th of review's copies that differ in the pod's name: no two
+// requests of a run send the same pod.
+func distinctReviews(b *testing.B, review []byte) func(i int64) []byte {
+	at := bytes.Index(review, []byte(distinctName))
+	if at < 0 || bytes.Count(review, []byte(distinctName)) != 1 {
+		b.Fatalf("the review names the pod %s not exactly once", distinctName)
+	}
+	digits := at + len("web-")
+	run := time.Now().UnixNano() % 1e6 // not the names of an earlier sub-benchmark's pods
+	return func(i int64) []byte {
+		r := bytes.Clone(review)
+		copy(r[digits:], fmt.Sprintf("%06d%06d", run, i%1e6))
+		return r
+	}
+}
+
+// benchmarkPost posts review(i) to url for i from 0 to b.N from concurrency clients and reports
+// the latency percentiles. Each answer must be allowed and contain want.
+func benchmarkPost(b *testing.B, pool *x509.CertPool, url string, review func(int64) []byte, want string, concurrency int) {
 	hc := &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost: concurrency,
@@ -112,7 +141,7 @@ func benchmarkPost(b *testing.B, pool *x509.CertPool, url string, review []byte,
 	defer hc.CloseIdleConnections()
 	// The API server's decoding of the answer is not the webhook's cost: check only that
 	// it is allowed and has what the handler must have put in it.
-	post := func() error {
+	post := func(review []byte) error {
 		resp, err := hc.Post(url, "application/json", bytes.NewReader(review))
 		if err != nil {
 			return err
@@ -127,7 +156,7 @@ func benchmarkPost(b *testing.B, pool *x509.CertPool, url string, review []byte,
 		}
 		return nil
 	}
-	waitUntil(b, func() bool { return post() == nil })
+	waitUntil(b, func() bool { return post(review(-1)) == nil })
 
 	latencies := make([]time.Duration, b.N)
 	var next, failed atomic.Int64
@@ -137,8 +166,9 @@ func benchmarkPost(b *testing.B, pool *x509.CertPool, url string, review []byte,
 	for range concurrency {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+				r := review(i)
 				t0 := time.Now()
-				if err := post(); err != nil {
+				if err := post(r); err != nil {
 					failed.Add(1)
 				}
 				latencies[i] = time.Since(t0)

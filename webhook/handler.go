@@ -5,7 +5,9 @@
 // Decoding and the AdmissionReview envelope are controller-runtime's admission package; this
 // package looks up the namespace's defaults, calls injector.Inject, answers with a JSON patch of
 // the fields the injector changed (podPatch; the whole-document diff of
-// admission.PatchResponseFromRaw when anything else changed) and counts what happened.
+// admission.PatchResponseFromRaw when anything else changed) and counts what happened. A pod sent
+// again byte for byte (a ReplicaSet's next pod) is answered from what the handler remembers
+// (answers).
 package webhook
 
 import (
@@ -65,6 +67,7 @@ type Handler struct {
 	policy     func() *injector.Policy
 	self       string
 	decoder    admission.Decoder
+	answers    *answers
 }
 
 // NewHandler returns a Handler that reads namespaces through namespaces (a cache of their
@@ -77,6 +80,7 @@ func NewHandler(namespaces client.Reader, policy func() *injector.Policy, ownNam
 		policy:     policy,
 		self:       ownNamespace,
 		decoder:    admission.NewDecoder(scheme.Scheme),
+		answers:    newAnswers(answersMaxBytes),
 	}
 }
 
@@ -117,15 +121,27 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Allowed(fmt.Sprintf("namespace %s is not labelled %s=%s", req.Namespace, NamespaceLabel, NamespaceLabelEnabled)), OutcomeSkipped
 	}
 
-	pod := &corev1.Pod{}
-	if err := h.decoder.Decode(req, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError
-	}
 	policy := h.policy()
 	if policy == nil {
 		return admission.Errored(http.StatusServiceUnavailable, errNoPolicy), OutcomeError
 	}
-	mutated, out, err := injector.Inject(pod, ns.Annotations, policy)
+	if resp, outcome, ok := h.answers.get(req.Object.Raw, req.Namespace, ns.Annotations, policy); ok {
+		return resp, outcome
+	}
+	resp, outcome := h.inject(req, ns.Annotations, policy)
+	if outcome != OutcomeError {
+		h.answers.put(req.Object.Raw, req.Namespace, ns.Annotations, policy, resp, outcome)
+	}
+	return resp, outcome
+}
+
+// inject answers for the pod in req, in a namespace with these defaults, under policy p.
+func (h *Handler) inject(req admission.Request, defaults map[string]string, p *injector.Policy) (admission.Response, string) {
+	pod := &corev1.Pod{}
+	if err := h.decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError
+	}
+	mutated, out, err := injector.Inject(pod, defaults, p)
 	if userErr := (*injector.Error)(nil); errors.As(err, &userErr) {
 		return admission.Denied(err.Error()), OutcomeRefused
 	} else if err != nil {
@@ -140,7 +156,11 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if !out.Injected {
 		outcome = OutcomeRemoved
 	}
-	return patchResponse(req.Object.Raw, pod, mutated).WithWarnings(out.Warnings...), outcome
+	resp := patchResponse(req.Object.Raw, pod, mutated)
+	if !resp.Allowed {
+		return resp, OutcomeError
+	}
+	return resp.WithWarnings(out.Warnings...), outcome
 }
 
 // patchResponse admits the pod with the patch that makes mutated of original, decoded from raw:

@@ -209,7 +209,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 				mine = append(mine, e)
 			}
 		}
-		t, err := tail.New(tail.Options{
+		topts := tail.Options{
 			Paths:        ic.Paths,
 			Exclude:      ic.Exclude,
 			Multiline:    ic.Multiline,
@@ -222,8 +222,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			Logger:       a.log,
 			ReadFrom:     readFrom(ic.ReadFrom, restarted),
 			IgnoreOlder:  ic.IgnoreOlder.D(),
-			RateLimit:    ic.RateLimit,
-		}, in)
+		}
+		topts.Cleanup, topts.CleanupSettle = ic.Cleanup, ic.CleanupSettle.D()
+		topts.RateLimit = ic.RateLimit
+		t, err := tail.New(topts, in)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", ic.Container, err)
 		}

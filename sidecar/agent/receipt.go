@@ -108,6 +108,8 @@ func (a *Agent) Receipt(drained bool, err error) receipt.Receipt {
 		} else {
 			c.PendingBytes, c.PendingFiles = in.tailer.Unacknowledged()
 		}
+		files, bytes := in.tailer.Removed()
+		c.Removed, c.RemovedBytes = int64(files), int64(bytes)
 		drops := in.tailer.Dropped()
 		for reason, d := range drops {
 			if c.DroppedBy == nil {

@@ -41,6 +41,9 @@ type Entry struct {
 	fingerprint.Identity
 	// Offset is the end of the last acknowledged record: reading resumes here.
 	Offset int64 `json:"offset"`
+	// Skipped says the file was read from past its first byte (read-from tail, ignore-older), so
+	// its head was never shipped: the agent never removes it (sidelog.io/cleanup).
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 type document struct {

@@ -124,6 +124,13 @@ type Input struct {
 	// TimeFormat is how TimeKey's value is written: one of TimeFormats, or a Go reference-time
 	// layout ("2006-01-02 15:04:05.000"). Default TimeRFC3339. Only with TimeKey.
 	TimeFormat string `json:"timeFormat,omitempty"`
+	// Cleanup are absolute globs of rotated files that the agent removes once every byte of
+	// them was acknowledged and their writer has left them (not modified for CleanupSettle, and
+	// a newer file exists). Only files that Paths match too are ever removed. Empty: none is.
+	Cleanup []string `json:"cleanup,omitempty"`
+	// CleanupSettle is how long a rotated file must have been left unwritten before it is
+	// removed. Default DefaultCleanupSettle. Only with Cleanup.
+	CleanupSettle Duration `json:"cleanupSettle,omitzero"`
 	// RateLimit is the container's reading budget; nil for none.
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 }
@@ -274,6 +281,10 @@ const (
 	DefaultAckTimeout   = 30 * time.Second
 	DefaultDialTimeout  = 5 * time.Second
 	DefaultFlushTimeout = time.Second
+	// DefaultCleanupSettle is Input.CleanupSettle's default: a writer that reopens its log on a
+	// signal or a timer after a rotation has long done so, and a rotated file left unwritten
+	// that long beside a newer one is left.
+	DefaultCleanupSettle = 5 * time.Minute
 )
 
 // Decode reads one document strictly, fills in defaults and validates it. Errors name the field.
@@ -510,6 +521,17 @@ func (c *Config) Validate() error {
 		}
 		if r := in.RateLimit; r != nil && (r.BytesPerSecond < 0 || r.LinesPerSecond < 0) {
 			return fmt.Errorf("%s.rateLimit: must not be negative", field)
+		}
+		for j, p := range in.Cleanup {
+			if err := CheckGlob(p); err != nil {
+				return fmt.Errorf("%s.cleanup[%d]: %w", field, j, err)
+			}
+		}
+		if in.CleanupSettle < 0 {
+			return fmt.Errorf("%s.cleanupSettle: must not be negative", field)
+		}
+		if in.CleanupSettle != 0 && len(in.Cleanup) == 0 {
+			return fmt.Errorf("%s.cleanupSettle: set cleanup too: it says which files settle", field)
 		}
 		if m := in.Multiline; m != nil {
 			if err := m.check(); err != nil {

@@ -120,6 +120,10 @@ type Counts struct {
 	// DroppedBy is Dropped by reason (line_too_long, record_too_long, deleted_before_read,
 	// truncated_before_read), reasons with none left out.
 	DroppedBy map[string]int64 `json:"droppedBy,omitempty"`
+	// Removed is the number of rotated files the agent removed once every byte of them was
+	// acknowledged (sidelog.io/cleanup), as sidelog_files_removed_total; RemovedBytes their size.
+	Removed      int64 `json:"removed,omitempty"`
+	RemovedBytes int64 `json:"removedBytes,omitempty"`
 }
 
 // Add adds o to c.
@@ -131,6 +135,8 @@ func (c *Counts) Add(o Counts) {
 	c.PendingFiles += o.PendingFiles
 	c.Dropped += o.Dropped
 	c.DroppedBytes += o.DroppedBytes
+	c.Removed += o.Removed
+	c.RemovedBytes += o.RemovedBytes
 	for k, v := range o.DroppedBy {
 		if c.DroppedBy == nil {
 			c.DroppedBy = map[string]int64{}

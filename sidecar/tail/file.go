@@ -29,6 +29,7 @@ type File struct {
 	active   bool      // read something in the last pass: check it even between scans
 	lastData time.Time // when the file last grew (or was opened)
 	goneAt   time.Time // when a scan first did not find it; zero while found
+	skipped  bool      // started past its first byte (ReadFrom tail, IgnoreOlder): never removed (Options.Cleanup)
 	// Lines and multiline records cut to MaxLineBytes in this pass, for one log line per pass.
 	truncLines, truncBytes, truncRecords, truncRecordBytes int64
 	readErr                                                string

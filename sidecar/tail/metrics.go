@@ -26,6 +26,8 @@ type instruments struct {
 	dropped, droppedBytes map[string]*metrics.Counter
 	rotated               map[string]*metrics.Counter
 	open, waiting         *metrics.Gauge
+	// Registered only for an input with cleanup globs (addCleanup); private counters otherwise.
+	removed, removedBytes, removeErrors *metrics.Counter
 }
 
 func newInstruments(reg *metrics.Registry, container string) *instruments {
@@ -53,6 +55,14 @@ func newInstruments(reg *metrics.Registry, container string) *instruments {
 		m.rotated[k] = reg.Counter("sidelog_rotations_total", "Files renamed away or deleted (moved) and truncated in place (truncated).", "container", container, "kind", k)
 	}
 	return m
+}
+
+// addCleanup registers the metrics of removing delivered files (Options.Cleanup).
+func (m *instruments) addCleanup() {
+	c := []string{"container", m.container}
+	m.removed = m.reg.Counter("sidelog_files_removed_total", "Rotated files removed (cleanup) once every byte was acknowledged and their writer had left them.", c...)
+	m.removedBytes = m.reg.Counter("sidelog_removed_bytes_total", "Bytes of the rotated files removed (cleanup).", c...)
+	m.removeErrors = m.reg.Counter("sidelog_remove_errors_total", "Attempts to remove a delivered rotated file (cleanup) that failed: no permission, a read-only volume, the file changed under its name.", c...)
 }
 
 func (m *instruments) rotations(kind string) *metrics.Counter { return m.rotated[kind] }

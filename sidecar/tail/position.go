@@ -22,18 +22,20 @@ type Position struct {
 	// has nothing new, and is not reopened.
 	Size    int64     `json:"size"`
 	ModTime time.Time `json:"modTime"`
+	// skipped: a checkpoint said the file was read from past its first byte (File.skipped).
+	skipped bool
 }
 
 // Entry returns the checkpoint entry of p: reading resumes at the acknowledged offset, for what
 // was read but not acknowledged may not have arrived.
 func (p Position) Entry(container string) checkpoint.Entry {
-	return checkpoint.Entry{Container: container, Path: p.Path, Identity: p.Identity, Offset: p.Acked}
+	return checkpoint.Entry{Container: container, Path: p.Path, Identity: p.Identity, Offset: p.Acked, Skipped: p.skipped}
 }
 
 // positionOf returns the position a checkpoint entry saved: everything before its offset was
 // acknowledged.
 func positionOf(e checkpoint.Entry) Position {
-	return Position{Path: e.Path, Identity: e.Identity, Offset: e.Offset, Acked: e.Offset}
+	return Position{Path: e.Path, Identity: e.Identity, Offset: e.Offset, Acked: e.Offset, skipped: e.Skipped}
 }
 
 // unread returns the bytes of the file known to exist past Offset when it was last seen.

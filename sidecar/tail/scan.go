@@ -134,6 +134,7 @@ func (t *Tailer) scan(now time.Time) {
 	}
 	tr := t.tr
 	clear(tr.seen)
+	t.liveNewest = time.Time{}
 	var cands []*candidate
 	for _, p := range paths {
 		fi, err := os.Stat(p)
@@ -143,6 +144,9 @@ func (t *Tailer) scan(now time.Time) {
 		}
 		if !fi.Mode().IsRegular() {
 			continue
+		}
+		if t.cleanup != nil && !t.cleanup.Match(p) && fi.ModTime().After(t.liveNewest) {
+			t.liveNewest = fi.ModTime()
 		}
 		id, ok := fingerprint.IDOf(fi)
 		if !ok || tr.seen[id] {
@@ -369,6 +373,8 @@ func (t *Tailer) openCandidate(c *candidate, now time.Time) {
 		t.log.Debug("reopening file", "path", c.path, "offset", f.pos.Offset)
 	case v.act == actResume:
 		f = t.newFile(c.path, v.offset, now)
+		// A copy's head is its original's; a checkpoint's file keeps what it said.
+		f.skipped = v.saved != nil && v.saved.skipped || v.cut != nil && v.cut.file.skipped
 		if v.cut != nil {
 			f.acked.Store(min(v.cut.file.acked.Load(), v.offset))
 			v.cut.file.next.Store(f)
@@ -379,6 +385,7 @@ func (t *Tailer) openCandidate(c *candidate, now time.Time) {
 		t.log.Info("resuming file", "path", c.path, "offset", v.offset, "remembered_as", v.from)
 	default:
 		f = t.newFile(c.path, v.offset, now)
+		f.skipped = v.skipped
 		if v.skipped {
 			t.log.Info("new file without a checkpoint: reading from its end (readFrom tail or ignoreOlder)", "path", c.path, "offset", v.offset)
 		}

@@ -7,8 +7,10 @@
 // tracker (tracker.go) decides, without I/O, what every file found is -- new, resumed, a copy,
 // idle, gone -- so that its rules are tested as a table; a reader (reader.go) owns an open
 // file's descriptor, line splitter and joiner; a Position (position.go) is all that is kept of a
-// file that is not open; scan.go carries the decisions out. One goroutine drives a Tailer with
-// Poll, Drain and Close; File.Ack and Tailer.Positions may be called from any goroutine.
+// file that is not open; scan.go carries the decisions out; cleanup.go removes rotated files
+// once every byte of them was acknowledged (Options.Cleanup), its rule a table-tested function
+// too. One goroutine drives a Tailer with Poll, Drain and Close; File.Ack and Tailer.Positions
+// may be called from any goroutine.
 //
 // All files share one read buffer, and a line is handed to the sink as a slice of it, so the
 // per-line path neither copies nor allocates. The only memory kept per open file is its first
@@ -82,6 +84,8 @@ import (
 const (
 	DefaultBufferSize = 256 << 10
 	DefaultRotateWait = 5 * time.Second
+	// DefaultCleanupSettle is config.DefaultCleanupSettle.
+	DefaultCleanupSettle = config.DefaultCleanupSettle
 )
 
 // budgetBuffers is how many buffers one file may read per Poll, so that one busy file cannot
@@ -136,6 +140,14 @@ type Options struct {
 	// later is read from the size it had when it was first ignored: its old content stays
 	// ignored, its new lines are shipped.
 	IgnoreOlder time.Duration
+
+	// Cleanup are absolute globs of rotated files to remove once every byte of them was read
+	// and acknowledged and their writer has left them (see cleanup.go). Only files the Paths
+	// match too are ever removed. Empty: none is.
+	Cleanup []string
+	// CleanupSettle is how long a file must have been left unwritten before it is removed.
+	// Zero: DefaultCleanupSettle.
+	CleanupSettle time.Duration
 }
 
 // Tailer tails the files of one input.
@@ -177,6 +189,15 @@ type Tailer struct {
 	nLines   uint64 // counts of this pass, added to the metrics at its end
 	nRecords uint64
 	nBytes   uint64
+
+	// cleanup matches the files to remove once delivered (Options.Cleanup); nil for none.
+	cleanup      *find.Globs
+	lastClean    time.Time
+	lastCleanErr string
+	removeErr    map[fingerprint.ID]string // last error removing each file, to log it once
+	// liveNewest is the latest modification time, at the last full scan, of the files found that
+	// the cleanup globs do not match.
+	liveNewest time.Time
 }
 
 // New returns a Tailer for opts that hands records to sink. It does no I/O; the first Poll
@@ -215,6 +236,12 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 	if opts.IgnoreOlder < 0 {
 		return nil, fmt.Errorf("input %q: negative ignoreOlder", opts.Container)
 	}
+	if opts.CleanupSettle < 0 {
+		return nil, fmt.Errorf("input %q: negative cleanupSettle", opts.Container)
+	}
+	if opts.CleanupSettle == 0 {
+		opts.CleanupSettle = DefaultCleanupSettle
+	}
 	t := &Tailer{
 		opts:    opts,
 		sink:    sink,
@@ -243,6 +270,13 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 	}
 	t.log = t.log.With("container", opts.Container)
 	t.m = newInstruments(opts.Metrics, opts.Container)
+	if len(opts.Cleanup) > 0 {
+		if t.cleanup, err = find.New(opts.Cleanup, nil); err != nil {
+			return nil, fmt.Errorf("input %q: cleanup: %w", opts.Container, err)
+		}
+		t.removeErr = map[fingerprint.ID]string{}
+		t.m.addCleanup()
+	}
 	for _, e := range opts.Positions {
 		if e.Container != opts.Container || e.Offset <= 0 {
 			continue
@@ -282,6 +316,9 @@ func (t *Tailer) Poll(now time.Time) (int64, error) {
 		}
 	}
 	t.retireGone(now)
+	if full {
+		t.clean(now)
+	}
 	t.report()
 	return total, nil
 }
@@ -399,7 +436,7 @@ func (t *Tailer) Positions() []checkpoint.Entry {
 	add := func(f *File) {
 		// Only the fields written under mu: the poll goroutine moves the offsets meanwhile.
 		if off := f.acked.Load(); off > 0 {
-			out = append(out, checkpoint.Entry{Container: t.opts.Container, Path: f.Path, Identity: f.pos.Identity, Offset: off})
+			out = append(out, checkpoint.Entry{Container: t.opts.Container, Path: f.Path, Identity: f.pos.Identity, Offset: off, Skipped: f.skipped})
 		}
 	}
 	for _, f := range t.open {

@@ -1,0 +1,133 @@
+package webhook
+
+import (
+	"bytes"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sidelog/sidelog/injector"
+)
+
+// answers remembers the webhook's last answers to pods, so that a pod the webhook has just
+// answered is answered again without decoding it, injecting and encoding the patch anew.
+//
+// Most pods are made by controllers from a template, and a controller's pods reach the webhook
+// byte for byte the same: a ReplicaSet's or a Job's pods have a generateName, not yet a name,
+// and the same labels, owner and spec. A Deployment scaled up, a rollout or a Job with
+// parallelism sends a burst of such pods, which is when admission latency matters. Pods that
+// differ in any byte (a StatefulSet's, a DaemonSet's, bare pods) are answered as before.
+//
+// An answer is a pure function of what it is kept with: the pod's JSON as the API server sent
+// it, its namespace's name and sidelog annotations, and the cluster policy (the same *Policy
+// until a reload replaces it). Each is compared whole on a hit; the hash only finds the
+// candidate. Only answers are kept, never errors, and the whole is bounded in bytes.
+type answers struct {
+	seed maphash.Seed
+
+	mu      sync.Mutex
+	entries map[uint64]*answer
+	order   []uint64 // hashes in the order they were added, for eviction (oldest first)
+	bytes   int      // the sum of the entries' sizes
+	max     int      // the bound of bytes
+}
+
+// answer is one remembered answer and what it was computed from.
+type answer struct {
+	raw       []byte
+	namespace string
+	defaults  map[string]string // the namespace's annotations
+	policy    *injector.Policy
+	resp      admission.Response
+	outcome   string
+}
+
+// answersMaxBytes bounds the memory that remembered answers take: a few hundred pods and their
+// patches, enough for the bursts of the few templates being rolled out at one time.
+const answersMaxBytes = 4 << 20
+
+// answerMaxBytes leaves out of the cache a pod so large that it would crowd out the others.
+const answerMaxBytes = 64 << 10
+
+func newAnswers(maxBytes int) *answers {
+	return &answers{seed: maphash.MakeSeed(), entries: map[uint64]*answer{}, max: maxBytes}
+}
+
+// get returns a copy of the answer remembered for this pod, namespace and policy.
+func (c *answers) get(raw []byte, namespace string, defaults map[string]string, p *injector.Policy) (admission.Response, string, bool) {
+	h := maphash.Bytes(c.seed, raw)
+	c.mu.Lock()
+	a, ok := c.entries[h]
+	c.mu.Unlock()
+	if !ok || a.policy != p || a.namespace != namespace || !maps.Equal(a.defaults, defaults) || !bytes.Equal(a.raw, raw) {
+		return admission.Response{}, "", false
+	}
+	return a.copyResponse(), a.outcome, true
+}
+
+// put remembers resp, the answer for this pod, namespace and policy. It keeps raw and
+// resp.Patch, which no one may change afterwards: the request's object is the admission
+// package's copy of the body, made for this request, and the patch is encoded for this answer
+// and only read when it is sent.
+func (c *answers) put(raw []byte, namespace string, defaults map[string]string, p *injector.Policy, resp admission.Response, outcome string) {
+	a := &answer{raw: raw, namespace: namespace, defaults: maps.Clone(defaults), policy: p, outcome: outcome}
+	a.resp = resp
+	a.resp.Result = cloneStatus(resp.Result)
+	a.resp.Warnings = slices.Clone(resp.Warnings)
+	size := a.size()
+	if size > answerMaxBytes || size > c.max {
+		return
+	}
+	h := maphash.Bytes(c.seed, raw)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.entries[h]; ok {
+		// The same pod again (answered twice at once), or a collision: the newer wins.
+		c.bytes -= old.size()
+		c.order = slices.DeleteFunc(c.order, func(x uint64) bool { return x == h })
+	}
+	for c.bytes+size > c.max && len(c.order) > 0 {
+		oldest := c.order[0]
+		c.order = c.order[1:]
+		c.bytes -= c.entries[oldest].size()
+		delete(c.entries, oldest)
+	}
+	c.entries[h] = a
+	c.order = append(c.order, h)
+	c.bytes += size
+}
+
+// size is about what a holds in memory.
+func (a *answer) size() int {
+	n := len(a.raw) + len(a.namespace) + len(a.resp.Patch) + 512
+	for k, v := range a.defaults {
+		n += len(k) + len(v)
+	}
+	for _, w := range a.resp.Warnings {
+		n += len(w)
+	}
+	if a.resp.Result != nil {
+		n += len(a.resp.Result.Message)
+	}
+	return n
+}
+
+// copyResponse returns a's response with its own Result and Warnings, which the admission
+// package completes and the server may change; the patch is shared, and only read.
+func (a *answer) copyResponse() admission.Response {
+	r := a.resp
+	r.Result = cloneStatus(a.resp.Result)
+	r.Warnings = slices.Clone(a.resp.Warnings)
+	return r
+}
+
+func cloneStatus(s *metav1.Status) *metav1.Status {
+	if s == nil {
+		return nil
+	}
+	return s.DeepCopy()
+}

@@ -1,0 +1,129 @@
+package webhook
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sidelog/sidelog/injector"
+)
+
+// TestAnswersFollowInputs admits the same pod again and again while what its answer depends on
+// changes: a remembered answer must be the fresh one, byte for byte, and never one computed
+// from other inputs.
+func TestAnswersFollowInputs(t *testing.T) {
+	ctx := context.Background()
+	namespaces := cachedNamespaces{"shop": namespace("shop", true, map[string]string{injector.AnnotationUpstream: "fluentd.logging:24224"})}
+	policy := injector.DefaultPolicy()
+	current := policy
+	h := NewHandler(namespaces, func() *injector.Policy { return current }, ownNS)
+	fresh := func(req admission.Request) admission.Response {
+		t.Helper()
+		return NewHandler(namespaces, func() *injector.Policy { return current }, ownNS).Handle(ctx, req)
+	}
+	good := podRequest(t, "shop", admissionv1.Create, appPod(map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log"}))
+	bad := podRequest(t, "shop", admissionv1.Create, appPod(map[string]string{injector.AnnotationTail + ".nosuch": "/var/log/app/*.log"}))
+
+	check := func(step string, req admission.Request, wantUpstream string) {
+		t.Helper()
+		want := fresh(req)
+		for i := range 3 {
+			got := h.Handle(ctx, req)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("%s, answer %d differs from a fresh handler's (-fresh +got):\n%s", step, i, diff)
+			}
+			// What the admission package and the server do with an answer must not reach
+			// the next one.
+			if err := got.Complete(req); err != nil {
+				t.Fatal(err)
+			}
+			got.Result.Message = "changed by the caller"
+			for i := range got.Warnings {
+				got.Warnings[i] = "changed by the caller"
+			}
+		}
+		if wantUpstream != "" {
+			if servers := agentConfig(t, applied(t, req, want)).Upstream.Servers; !slices.Contains(servers, wantUpstream) {
+				t.Fatalf("%s: the agent ships to %v, want %s", step, servers, wantUpstream)
+			}
+		}
+	}
+	check("first pod", good, "fluentd.logging:24224")
+	check("refused pod", bad, "")
+	if n := len(h.answers.entries); n != 2 {
+		t.Fatalf("%d answers remembered, want 2 (the injected and the refused pod)", n)
+	}
+
+	namespaces["shop"] = namespace("shop", true, map[string]string{injector.AnnotationUpstream: "fluent-bit.logging:24224"})
+	check("namespace defaults changed", good, "fluent-bit.logging:24224")
+
+	current = injector.DefaultPolicy()
+	current.AgentImage = "example.com/agent:2"
+	check("policy reloaded", good, "fluent-bit.logging:24224")
+	if got := agentImage(applied(t, good, h.Handle(ctx, good))); got != "example.com/agent:2" {
+		t.Fatalf("after the policy changed the agent's image is %q", got)
+	}
+
+	other := podRequest(t, "other", admissionv1.Create, appPod(map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log"}))
+	namespaces["other"] = namespace("other", true, nil)
+	check("same pod, another namespace", other, "")
+	namespaces["other"] = namespace("other", false, nil)
+	if resp := h.Handle(ctx, other); patched(resp) {
+		t.Fatal("a namespace that opted out still gets the agent from a remembered answer")
+	}
+}
+
+// agentImage is the image of pod's agent container, or "" if it has none.
+func agentImage(pod *corev1.Pod) string {
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		if c.Name == injector.AgentContainer {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// TestAnswersBound fills the cache past its bound: it keeps the newest answers within it,
+// drops the oldest, and never keeps an answer larger than the bound.
+func TestAnswersBound(t *testing.T) {
+	const max = 64 << 10
+	c := newAnswers(max)
+	p := injector.DefaultPolicy()
+	raw := func(i int) []byte {
+		return []byte(`{"metadata":{"name":"p` + strconv.Itoa(i) + `"},` + strings.Repeat(" ", 2000) + `}`)
+	}
+	resp := admission.Allowed("ok")
+	for i := range 200 {
+		c.put(raw(i), "ns", nil, p, resp, OutcomeSkipped)
+		if c.bytes > max {
+			t.Fatalf("after %d answers the cache holds %d bytes, above its bound %d", i+1, c.bytes, max)
+		}
+	}
+	if _, _, ok := c.get(raw(199), "ns", nil, p); !ok {
+		t.Fatal("the newest answer was dropped")
+	}
+	if _, _, ok := c.get(raw(0), "ns", nil, p); ok {
+		t.Fatal("the oldest answer is still there past the bound")
+	}
+	if len(c.entries) != len(c.order) || len(c.entries) < 20 {
+		t.Fatalf("%d entries, %d in order: want the same number, and most of what fits", len(c.entries), len(c.order))
+	}
+	huge := []byte(`{"metadata":{"name":"huge"},` + strings.Repeat(" ", answerMaxBytes) + `}`)
+	c.put(huge, "ns", nil, p, resp, OutcomeSkipped)
+	if _, _, ok := c.get(huge, "ns", nil, p); ok {
+		t.Fatal("a pod larger than answerMaxBytes was remembered")
+	}
+	if _, _, ok := c.get(raw(199), "ns", map[string]string{"a": "b"}, p); ok {
+		t.Fatal("an answer was given for other namespace defaults")
+	}
+	if _, _, ok := c.get(raw(199), "ns", nil, injector.DefaultPolicy()); ok {
+		t.Fatal("an answer was given for another policy")
+	}
+}
