@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,14 @@ var policyCases = []struct {
 	{"agent limit negative", `agentLimits: {maxFiles: -1}`, true},
 	{"agent limit unknown", `agentLimits: {batchSize: 1}`, true},
 	{"agent flush interval", `agentLimits: {flushInterval: soon}`, true},
+	{"rate limit without /s", `rateLimit: 1MiB`, true},
+	{"rate limit in lowercase", `rateLimit: 1mb/s`, true},
+	{"rate limit zero", `maxRateLimit: 0 lines/s`, true},
+	{"rate limit twice in bytes", `rateLimit: "1MiB/s, 2MiB/s"`, true},
+	{"rate limit a number", `rateLimit: 1000`, true},
+	{"rate limit above the maximum", "rateLimit: 4MiB/s\nmaxRateLimit: 2MiB/s", true},
+	{"rate limit lines above the maximum", "rateLimit: 2MiB/s, 6000 lines/s\nmaxRateLimit: 5000 lines/s, 4MiB/s", true},
+	{"rate limit above the maximum by a rounded byte", "rateLimit: 2.5B/s\nmaxRateLimit: 2.2B/s", false},
 	{"negative cleanup settle", `cleanupSettle: -1m`, true},
 	{"cleanup settle a number", `cleanupSettle: 60`, true},
 	{"allowCleanup a string", `allowCleanup: "yes"`, true},
@@ -75,8 +84,32 @@ var policyCases = []struct {
 	{"request equal to limit", `resources: {requests: {memory: 128Mi, cpu: 100m}, limits: {memory: 0.125Gi, cpu: "0.1"}}`, false},
 	{"secret references", "upstreamCA: fluentd-ca/ca.crt\nupstreamSharedKey: fluentd\nupstreamUser: fluentd-user/pass_word", false},
 	{"Forward mode", "upstreamMode: Forward\nupstreamCompression: none", false},
+	{"rate limits", "rateLimit: 1Mi/s\nmaxRateLimit: 4MiB/s, 20000 lines/s", false},
+	{"rate limit within a maximum of the other dimension", "rateLimit: 8MiB/s\nmaxRateLimit: 20000 lines/s", false},
+	{"rate limit of every unit", "rateLimit: 0.5k/s, 10 lines/s\nmaxRateLimit: 1000 line/s , 1.5GB/s", false},
+	{"rate limit none", "rateLimit: none\nmaxRateLimit: none", false},
 	{"cleanup", "allowCleanup: true\ncleanupSettle: 90s", false},
 	{"the rest", "agentImage: ghcr.io/sidelog/sidelog-agent:0.1.0\nimagePullPolicy: Always\nagentUser: 1000\nagentGroup: 1000\nagentIdentity: platform\nstartupProbe: none\nsidecarMode: legacy\nkubernetesVersion: v1.28.5-eks-5e0fdde\nallowPodOverride: []\nmissingVolume: emptyDir\nmaxGlobs: 4\nmetricsPort: 9102\ndrainTimeout: 1m30s\nagentLimits: {maxFiles: 10, flushInterval: 250ms}", false},
+}
+
+// TestChartSchemaRateLimitIsTheInjectors: the schema's grammar of a rate limit is the
+// injector's, character for character, so that the cases above cannot be all that agree.
+func TestChartSchemaRateLimitIsTheInjectors(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Definitions map[string]struct {
+			Pattern string `json:"pattern"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	if got := schema.Definitions["rateLimit"].Pattern; got != injector.RateLimitPattern {
+		t.Errorf("values.schema.json definitions.rateLimit.pattern is\n%s\nwant injector.RateLimitPattern\n%s", got, injector.RateLimitPattern)
+	}
 }
 
 // TestChartSchemaRejectsWhatTheWebhookRejects feeds the same policies to the chart (helm

@@ -89,6 +89,19 @@ const (
 	// the policy's timeFormat, itself rfc3339.
 	AnnotationTimeFormat = Prefix + "time-format"
 
+	// AnnotationRateLimit is the container's reading budget: the agent reads its files no
+	// faster, so that a container that writes faster falls behind in its own files (visible in
+	// sidelog_file_bytes_behind) instead of taking the aggregator's capacity from others, and
+	// nothing is dropped. Bytes per second ("1MiB/s", "500KB/s": a positive number and a
+	// Kubernetes suffix k, K, M, G or Ki, Mi, Gi, with or without B, or B alone), lines per
+	// second ("1000 lines/s": lines of the file, so a multiline record of ten lines takes
+	// ten), both comma-separated ("2Mi/s, 5000 lines/s"), or "none". Each has a burst of one
+	// second; a line longer than a second's budget passes in pieces. The drain at SIGTERM is
+	// not limited: the pod's files go with it. sidelog.io/rate-limit[.<container>], one budget
+	// per container. Default the policy's rateLimit, itself none; never above the policy's
+	// maxRateLimit, whose rates also apply to what a value leaves open.
+	AnnotationRateLimit = Prefix + "rate-limit"
+
 	// AnnotationUpstream is one or more comma-separated upstreams in failover order: with the
 	// forward protocol host:port addresses of the aggregator (Fluentd, Fluent Bit, anything that
 	// speaks it); with OTLP (AnnotationUpstreamProtocol) URLs http://host:port[/path] or
@@ -230,6 +243,7 @@ var options = []option{
 	{name: "ignore-older", perContainer: true, policed: true},
 	{name: "time-key", perContainer: true, policed: true},
 	{name: "time-format", perContainer: true, policed: true},
+	{name: "rate-limit", perContainer: true, policed: true},
 	{name: "upstream", policed: true},
 	{name: "upstream-protocol", policed: true},
 	{name: "upstream-headers", policed: true},
@@ -260,6 +274,7 @@ const (
 	optIgnoreOlder    = "ignore-older"
 	optTimeKey        = "time-key"
 	optTimeFormat     = "time-format"
+	optRateLimit      = "rate-limit"
 	optUpstream       = "upstream"
 	optProtocol       = "upstream-protocol"
 	optHeaders        = "upstream-headers"

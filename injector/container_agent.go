@@ -123,6 +123,7 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 			IgnoreOlder: in.ignoreOlder,
 			TimeKey:     in.timeKey,
 			TimeFormat:  in.timeFormat,
+			RateLimit:   in.rateLimit,
 		})
 		if len(in.cleanup) > 0 {
 			last := &c.Inputs[len(c.Inputs)-1]

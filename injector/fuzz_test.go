@@ -155,6 +155,7 @@ func FuzzAnnotations(f *testing.F) {
 // FuzzParsePolicy: a policy that parses survives a round trip through YAML unchanged.
 func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte("sidecarMode: auto\nkubernetesVersion: v1.28.1\n"))
+	f.Add([]byte("rateLimit: 1MiB/s\nmaxRateLimit: 4MiB/s, 20000 lines/s\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := ParsePolicy(data)
 		if err != nil {
@@ -170,6 +171,39 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 		if diff := cmp.Diff(p, again); diff != "" {
 			t.Fatalf("round trip changed the policy:\n%s", diff)
+		}
+	})
+}
+
+// FuzzParseRateLimit: a value is taken only when the grammar that the chart's schema repeats
+// matches it, never panics, and a taken value is a budget the agent accepts, positive unless it
+// is none, and the same when written back and read again.
+func FuzzParseRateLimit(f *testing.F) {
+	for _, s := range []string{"1MiB/s", "500KB/s", "1000 lines/s", "2Mi/s, 5000 lines/s", "none", "0.5B/s", "1mb/s", "1MiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r, err := parseRateLimit(v)
+		if matched := rateLimitRE.MatchString(v); (err == nil) != matched {
+			t.Fatalf("%q: grammar match %v, parse error %v", v, matched, err)
+		}
+		if err != nil {
+			if !strings.Contains(err.Error(), "want") {
+				t.Fatalf("%q: error says nothing of what was expected: %v", v, err)
+			}
+			return
+		}
+		if r.BytesPerSecond < 0 || r.LinesPerSecond < 0 || r.none() != (strings.TrimSpace(v) == "none") {
+			t.Fatalf("%q: %+v", v, r.RateLimit)
+		}
+		// formatRate writes bytes in B/s, which the grammar takes up to nine digits.
+		if back, err := parseRateLimit(formatRate(r.RateLimit)); r.BytesPerSecond < 1e9 && (err != nil || back.RateLimit != r.RateLimit) {
+			t.Fatalf("%q: written back as %q, read as %+v, %v", v, formatRate(r.RateLimit), back.RateLimit, err)
+		}
+		c := config.Config{Version: config.Version, Inputs: []config.Input{{Container: "c", Paths: []string{"/x"}, RateLimit: &r.RateLimit}},
+			Upstream: config.Upstream{Servers: []string{"a:1"}}}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted %q, which the agent refuses: %v", v, err)
 		}
 	})
 }

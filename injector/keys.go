@@ -231,6 +231,8 @@ func parseValue(opt, v string, p *Policy) (any, error) {
 		return parseTimeKey(v)
 	case optTimeFormat:
 		return parseTimeFormat(v)
+	case optRateLimit:
+		return parseRateLimit(v)
 	case optUpstream:
 		return parseUpstream(v, p.MaxUpstreams)
 	case optProtocol:

@@ -40,6 +40,7 @@ type input struct {
 	ignoreOlder config.Duration
 	timeKey     string
 	timeFormat  string
+	rateLimit   *config.RateLimit // nil: none
 	// cleanup are the globs of rotated files the agent removes once delivered (AnnotationCleanup),
 	// from cleanupKey.
 	cleanup    []string
@@ -74,7 +75,7 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 			return nil, errorf(g.key, FromPod, "set either %s or %s, not both", g.key, s.key)
 		}
 	}
-	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat, optCleanup} {
+	for _, opt := range []string{optTail, optExclude, optMultiline, optParser, optReadFrom, optIgnoreOlder, optTimeKey, optTimeFormat, optRateLimit, optCleanup} {
 		for _, name := range slices.Sorted(maps.Keys(ps.per[opt])) {
 			s := ps.per[opt][name]
 			if !isApp(name) {
@@ -102,6 +103,9 @@ func resolve(pod *corev1.Pod, ps, ns annotationSet, p *Policy) (*request, error)
 			in.parser = s.parsed.(string)
 		}
 		if err := in.resolveReading(ps, ns, p, c.Name); err != nil {
+			return nil, err
+		}
+		if err := in.resolveRateLimit(ps, ns, p, c.Name); err != nil {
 			return nil, err
 		}
 		if s, ok := ps.get(optCleanup, c.Name); ok {

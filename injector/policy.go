@@ -136,6 +136,14 @@ type Policy struct {
 	TimeKey string `json:"timeKey,omitempty"`
 	// TimeFormat is the default of sidelog.io/time-format. Default rfc3339.
 	TimeFormat string `json:"timeFormat,omitempty"`
+	// RateLimit is the default of sidelog.io/rate-limit, each container's reading budget
+	// ("1MiB/s", "1000 lines/s", both comma-separated). Default none.
+	RateLimit string `json:"rateLimit,omitempty"`
+	// MaxRateLimit is the most a pod or namespace may set sidelog.io/rate-limit to, in the same
+	// grammar: a value above it, or none, is refused, and a dimension that the value leaves
+	// open (or every one, with no value at all) takes the maximum's, as a LimitRange's max
+	// is the default of a container that sets none. Default none: no maximum.
+	MaxRateLimit string `json:"maxRateLimit,omitempty"`
 	// AllowCleanup lets pods ask the agent to remove their rotated log files once shipped
 	// (sidelog.io/cleanup), for which the agent mounts the volumes of those files read-write.
 	// Default false: such pods are refused, and the agent mounts every log volume read-only.
@@ -496,6 +504,9 @@ func (p *Policy) validate() error {
 		if _, err := parseTimeKey(p.TimeKey); err != nil {
 			return bad("timeKey", "%v", err)
 		}
+	}
+	if err := p.validateRateLimits(); err != nil {
+		return err
 	}
 	if f, err := parseTimeFormat(p.TimeFormat); err != nil {
 		return bad("timeFormat", "%v", err)

@@ -118,7 +118,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"resources: {claims: [{name: x}]}", "cluster policy field resources.claims: the agent claims no dynamic resources; remove it"},
 		{"sidecarMode: sidecar", `cluster policy field sidecarMode: got "sidecar", want "native", "legacy" or "auto"`},
 		{"kubernetesVersion: latest", `cluster policy field kubernetesVersion: got "latest", want a Kubernetes version such as v1.29.3`},
-		{"allowPodOverride: [upstrem]", `cluster policy field allowPodOverride: unknown option "upstrem" (did you mean upstream?): want names from exclude, multiline, parser, read-from, ignore-older, time-key, time-format, upstream, upstream-protocol, upstream-headers, upstream-compression, upstream-tls, upstream-server-name, upstream-ca, upstream-shared-key, upstream-user, sidecar-mode, agent-requests-cpu, agent-requests-memory, agent-limits-cpu, agent-limits-memory, metrics-port`},
+		{"allowPodOverride: [upstrem]", `cluster policy field allowPodOverride: unknown option "upstrem" (did you mean upstream?): want names from exclude, multiline, parser, read-from, ignore-older, time-key, time-format, rate-limit, upstream, upstream-protocol, upstream-headers, upstream-compression, upstream-tls, upstream-server-name, upstream-ca, upstream-shared-key, upstream-user, sidecar-mode, agent-requests-cpu, agent-requests-memory, agent-limits-cpu, agent-limits-memory, metrics-port`},
 		{"missingVolume: create", `cluster policy field missingVolume: got "create", want "refuse" or "emptyDir"`},
 		{"maxGlobs: -1", "cluster policy field maxGlobs: got -1, want a positive number"},
 		{"metricsPort: 70000", "cluster policy field metricsPort: got 70000, want a port number from 1 to 65535"},
@@ -130,6 +130,9 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"allowCleanup: sometimes", "cluster policy: error unmarshaling JSON"},
 		{"timeFormat: iso", `cluster policy field timeFormat: "iso" is neither a preset`},
 		{"timeFormat: RFC3339", `cluster policy field timeFormat: got "RFC3339", want "rfc3339"`},
+		{"rateLimit: 1 MB per second", `cluster policy field rateLimit: got "1 MB per second", want bytes and/or lines per second`},
+		{"maxRateLimit: 0 lines/s", `cluster policy field maxRateLimit: got "0 lines/s", want bytes and/or lines per second such as "1MiB/s", "500KB/s", "1000 lines/s" or "2Mi/s, 5000 lines/s", or none (a rate must be more than zero; none is no limit)`},
+		{"{rateLimit: 4MiB/s, maxRateLimit: 2MiB/s}", `cluster policy field rateLimit: 4MiB/s reads 4194304 bytes a second, more than the cluster policy's maxRateLimit 2MiB/s (2097152)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

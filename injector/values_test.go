@@ -163,7 +163,7 @@ func TestDistance(t *testing.T) {
 
 func TestAnnotationTable(t *testing.T) {
 	consts := []string{AnnotationInject, AnnotationTail, AnnotationExclude, AnnotationMultiline, AnnotationParser,
-		AnnotationReadFrom, AnnotationIgnoreOlder, AnnotationTimeKey, AnnotationTimeFormat,
+		AnnotationReadFrom, AnnotationIgnoreOlder, AnnotationTimeKey, AnnotationTimeFormat, AnnotationRateLimit,
 		AnnotationUpstream, AnnotationUpstreamProtocol, AnnotationUpstreamHeaders, AnnotationUpstreamCompression, AnnotationUpstreamTLS, AnnotationUpstreamServerName, AnnotationUpstreamCA,
 		AnnotationUpstreamSharedKey, AnnotationUpstreamUser, AnnotationSidecarMode, AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU,
 		AnnotationLimitsMemory, AnnotationMetricsPort, AnnotationStatus, AnnotationCleanup}
@@ -214,5 +214,78 @@ func TestParseReading(t *testing.T) {
 		if got, err := parseTimeFormat(v); err != nil || got != want {
 			t.Errorf("parseTimeFormat(%q) = %q, %v; want %q", v, got, err, want)
 		}
+	}
+}
+
+func TestParseRateLimit(t *testing.T) {
+	for _, tt := range []struct {
+		v            string
+		bytes, lines int64
+	}{
+		{"1MiB/s", 1 << 20, 0},
+		{"1Mi/s", 1 << 20, 0},
+		{"500KB/s", 500_000, 0},
+		{"500k/s", 500_000, 0},
+		{"1.5GiB/s", 3 << 29, 0},
+		{"0.5B/s", 1, 0}, // rounded up: more than zero stays so
+		{"100 B/s", 100, 0},
+		{"1000 lines/s", 0, 1000},
+		{"1 line/s", 0, 1},
+		{" 2Mi/s , 5000 lines/s ", 2 << 20, 5000},
+		{"5000 lines/s,2MB/s", 2_000_000, 5000},
+		{"none", 0, 0},
+		{"999999999GiB/s", 999_999_999 << 30, 0},
+	} {
+		got, err := parseRateLimit(tt.v)
+		if err != nil || got.BytesPerSecond != tt.bytes || got.LinesPerSecond != tt.lines {
+			t.Errorf("parseRateLimit(%q) = %+v, %v; want %d B/s, %d lines/s", tt.v, got.RateLimit, err, tt.bytes, tt.lines)
+		}
+	}
+	for _, v := range []string{"", "1MiB", "1mib/s", "1 MIB/s", "1000/s", "0B/s", "0.0 lines/s", "-1MiB/s", "1.5 lines/s",
+		"1MiB/s,2MiB/s", "1 lines/s, 2 lines/s", "1MiB/s 1000 lines/s", "1TiB/s", "1MiB/sec", "1MiB/s,", "1m/s", "1e6B/s",
+		"1000000000GiB/s", "NONE", "none, 1MiB/s"} {
+		if r, err := parseRateLimit(v); err == nil {
+			t.Errorf("parseRateLimit(%q) = %+v, want an error", v, r.RateLimit)
+		}
+	}
+}
+
+// TestRateLimitFromPolicy: the policy's default applies to every tailed container, the pod's
+// own value replaces it, and the maximum fills what a value leaves open.
+func TestRateLimitFromPolicy(t *testing.T) {
+	for _, tt := range []struct {
+		name, policy string
+		ann          []string
+		want         map[string]*config.RateLimit
+	}{
+		{"none anywhere", "", nil, map[string]*config.RateLimit{"app": nil, "worker": nil}},
+		{"policy default", "rateLimit: 1MiB/s", nil,
+			map[string]*config.RateLimit{"app": {BytesPerSecond: 1 << 20}, "worker": {BytesPerSecond: 1 << 20}}},
+		{"pod per container", "rateLimit: 1MiB/s", []string{AnnotationRateLimit + ".worker", "none"},
+			map[string]*config.RateLimit{"app": {BytesPerSecond: 1 << 20}, "worker": nil}},
+		{"maximum alone is the default", "maxRateLimit: 2MiB/s, 5000 lines/s", nil,
+			map[string]*config.RateLimit{"app": {BytesPerSecond: 2 << 20, LinesPerSecond: 5000}, "worker": {BytesPerSecond: 2 << 20, LinesPerSecond: 5000}}},
+		{"maximum fills the open dimension", "maxRateLimit: 2MiB/s, 5000 lines/s", []string{AnnotationRateLimit + ".app", "100 lines/s"},
+			map[string]*config.RateLimit{"app": {BytesPerSecond: 2 << 20, LinesPerSecond: 100}, "worker": {BytesPerSecond: 2 << 20, LinesPerSecond: 5000}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := ParsePolicy([]byte(tt.policy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ann := tailApp(append([]string{AnnotationTail + ".worker", "/work/*.log"}, tt.ann...)...)
+			out, _, err := Inject(basePod(ann), nil, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := agentConfigOf(t, agentOf(out))
+			got := map[string]*config.RateLimit{}
+			for _, in := range cfg.Inputs {
+				got[in.Container] = in.RateLimit
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("rate limits (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

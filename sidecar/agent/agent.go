@@ -232,6 +232,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			IgnoreOlder:  ic.IgnoreOlder.D(),
 		}
 		topts.Cleanup, topts.CleanupSettle = ic.Cleanup, ic.CleanupSettle.D()
+		topts.RateLimit = ic.RateLimit
 		t, err := tail.New(topts, in)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", ic.Container, err)
@@ -331,6 +332,11 @@ func (a *Agent) tailLoop(ctx, sendCtx context.Context) error {
 		for _, in := range a.inputs {
 			if in.count > 0 {
 				sleep = min(sleep, flushEvery-time.Since(in.started))
+			}
+			// An input held back by its rate limit is read again as soon as the limit allows,
+			// not a poll interval later: its reading stays even, and no other input waits for it.
+			if readyIn, throttled := in.tailer.Throttled(now); throttled {
+				sleep = min(sleep, readyIn)
 			}
 		}
 		timer.Reset(max(sleep, 0))

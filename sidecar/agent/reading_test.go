@@ -2,11 +2,14 @@ package agent
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/forward/forwardtest"
 )
 
 func TestEventTimeFromTheLine(t *testing.T) {
@@ -48,4 +51,52 @@ func TestEventTimeFromTheLine(t *testing.T) {
 	if want := `sidelog_time_parse_errors_total{container="api"} 2`; !strings.Contains(b.String(), want) {
 		t.Errorf("metrics lack %s:\n%s", want, b.String())
 	}
+}
+
+// TestRateLimitHoldsOneInputOnly: a container far behind its budget does not hold back another's
+// records, and the drain at the stop signal ships its whole backlog, unlimited.
+func TestRateLimitHoldsOneInputOnly(t *testing.T) {
+	s := receiver(t)
+	dir := t.TempDir()
+	noisy := make([]string, 1000)
+	for i := range noisy {
+		noisy[i] = fmt.Sprintf("noisy %d", i)
+	}
+	appendLines(t, dir+"/noisy.log", noisy...)
+	cfg := newConfig(s.Addr(),
+		config.Input{Container: "noisy", Paths: []string{dir + "/noisy.log"}, RateLimit: &config.RateLimit{LinesPerSecond: 1}},
+		config.Input{Container: "quiet", Paths: []string{dir + "/quiet.log"}})
+	r := start(t, cfg, t.TempDir())
+	wait(t, s, 1) // the noisy container's burst: one line
+	appendLines(t, dir+"/quiet.log", "quiet 0", "quiet 1", "quiet 2")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for countOf(s, "quiet") < 3 {
+		if ctx.Err() != nil {
+			t.Fatalf("the quiet container's lines did not arrive: %d of 3", countOf(s, "quiet"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// At one line a second, the noisy container cannot be near its end: its backlog waits in its
+	// file, and the quiet one's lines did not wait for it.
+	if n := countOf(s, "noisy"); n >= len(noisy)/2 {
+		t.Fatalf("%d noisy lines delivered before the quiet ones; the budget of one a second did not hold", n)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := countOf(s, "noisy"); n != len(noisy) {
+		t.Errorf("after the drain %d noisy lines delivered, want all %d", n, len(noisy))
+	}
+}
+
+// countOf counts the records received whose log starts with prefix.
+func countOf(s *forwardtest.Server, prefix string) int {
+	n := 0
+	for _, e := range s.Events() {
+		if l, _ := e.Record["log"].(string); strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
 }

@@ -152,6 +152,21 @@ type Input struct {
 	// CleanupSettle is how long a rotated file must have been left unwritten before it is
 	// removed. Default DefaultCleanupSettle. Only with Cleanup.
 	CleanupSettle Duration `json:"cleanupSettle,omitzero"`
+	// RateLimit is the container's reading budget; nil for none.
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+}
+
+// RateLimit is the budget an input's files are read within: the agent reads them no faster,
+// so that a container that writes faster falls behind in its own files (sidelog_file_bytes_behind)
+// instead of taking the aggregator's capacity from others; nothing is dropped. A zero field is no
+// limit on it. Each holds a burst of one second. The drain at SIGTERM is not limited: the
+// pod's files go with it.
+type RateLimit struct {
+	// BytesPerSecond bounds the bytes read per second.
+	BytesPerSecond int64 `json:"bytesPerSecond,omitempty"`
+	// LinesPerSecond bounds the lines read per second (lines of the file: a multiline record of
+	// ten lines takes ten).
+	LinesPerSecond int64 `json:"linesPerSecond,omitempty"`
 }
 
 // TimeFormat presets (Input.TimeFormat).
@@ -524,6 +539,9 @@ func (c *Config) Validate() error {
 			if err := CheckTimeFormat(in.TimeFormat); err != nil {
 				return fmt.Errorf("%s.timeFormat: %w", field, err)
 			}
+		}
+		if r := in.RateLimit; r != nil && (r.BytesPerSecond < 0 || r.LinesPerSecond < 0) {
+			return fmt.Errorf("%s.rateLimit: must not be negative", field)
 		}
 		for j, p := range in.Cleanup {
 			if err := CheckGlob(p); err != nil {

@@ -43,6 +43,7 @@ func TestRoundTrip(t *testing.T) {
 	c.Inputs[0].Multiline = &Multiline{Preset: "java", FlushTimeout: Duration(1500 * time.Millisecond)}
 	c.Inputs[0].ReadFrom, c.Inputs[0].IgnoreOlder = ReadFromTail, Duration(72*time.Hour)
 	c.Inputs[0].Parser, c.Inputs[0].TimeKey, c.Inputs[0].TimeFormat = ParserJSON, "ts", TimeEpochMillis
+	c.Inputs[0].RateLimit = &RateLimit{BytesPerSecond: 1 << 20, LinesPerSecond: 1000}
 	b, err := c.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +96,8 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{"headers with forward", strings.Replace(minimal, `"servers"`, `"headersDir":"/h","servers"`, 1), `upstream.headersDir: HTTP headers are for protocol "otlp" only`},
 		{"bad readFrom", strings.Replace(minimal, `"container":"app"`, `"container":"app","readFrom":"end"`, 1), `inputs[0].readFrom: got "end", want "head" or "tail"`},
 		{"negative ignoreOlder", strings.Replace(minimal, `"container":"app"`, `"container":"app","ignoreOlder":"-1h"`, 1), `inputs[0].ignoreOlder: must not be negative`},
+		{"negative rateLimit", strings.Replace(minimal, `"container":"app"`, `"container":"app","rateLimit":{"linesPerSecond":-1}`, 1), `inputs[0].rateLimit: must not be negative`},
+		{"rateLimit misspelt", strings.Replace(minimal, `"container":"app"`, `"container":"app","rateLimit":{"bytesPerSec":1}`, 1), `bytesPerSec`},
 		{"timeKey without json", strings.Replace(minimal, `"container":"app"`, `"container":"app","timeKey":"ts"`, 1), `inputs[0].timeKey: needs parser "json"`},
 		{"relative cleanup glob", strings.Replace(minimal, `"container":"app"`, `"container":"app","cleanup":["app.log.*"]`, 1), `inputs[0].cleanup[0]: "app.log.*" is not absolute`},
 		{"negative cleanupSettle", strings.Replace(minimal, `"container":"app"`, `"container":"app","cleanup":["/l/a.log.*"],"cleanupSettle":"-1s"`, 1), `inputs[0].cleanupSettle: must not be negative`},

@@ -59,15 +59,42 @@ func (r *reader) sameHead(scratch []byte) (bool, error) {
 
 // read reads f from its offset up to the size the last check saw, at most budget bytes (no limit
 // if negative), and hands its records to the sink. buf is the tailer's shared read buffer.
+//
+// With a rate limit (Options.RateLimit), it reads no more bytes than the limiter allows and
+// stops after as many lines as it allows, leaving the rest in the file: what is not read is not
+// held. A line cut by the byte budget is carried by the splitter (bounded by MaxLineBytes) and
+// finished by a later read, so a line longer than a second's budget passes in pieces. Drain
+// reads without the limit.
 func (t *Tailer) read(f *File, now time.Time, budget int64) int64 {
 	r := f.rd
+	lim := t.limit
+	if t.drained {
+		lim = nil
+	}
 	var total int64
 	for f.pos.Offset < f.pos.Size && (budget < 0 || total < budget) {
 		want := min(int64(len(t.buf)), f.pos.Size-f.pos.Offset)
+		maxLines := int64(-1)
+		if lim != nil {
+			bytes, lines := lim.Allow(now)
+			if bytes <= 0 || lines <= 0 {
+				t.throttled = true
+				break
+			}
+			want = min(want, bytes)
+			if lines < want {
+				maxLines = lines // no limit when even one-byte lines could not reach it
+			}
+		}
 		n, err := r.fd.ReadAt(t.buf[:want], f.pos.Offset)
 		if n > 0 {
-			t.consume(f, t.buf[:n], now)
-			total += int64(n)
+			used, lines := t.consume(f, t.buf[:n], now, maxLines)
+			lim.Take(int64(used), lines)
+			total += int64(used)
+			if used < n {
+				t.throttled = true
+				break // the line budget is spent; the rest of the chunk is read again later
+			}
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -86,32 +113,35 @@ func (t *Tailer) read(f *File, now time.Time, budget int64) int64 {
 	return total
 }
 
-// consume splits chunk, which starts at f's offset, into lines and hands them on.
-func (t *Tailer) consume(f *File, chunk []byte, now time.Time) {
+// consume splits chunk, which starts at f's offset, into lines and hands them on, stopping after
+// maxLines lines (no limit if negative). It returns the bytes consumed (the whole chunk, or up to
+// the end of the last line handed on when it stopped) and the lines handed on. Bytes after the
+// last newline of a chunk consumed whole are carried by the splitter.
+func (t *Tailer) consume(f *File, chunk []byte, now time.Time, maxLines int64) (used int, lines int64) {
 	s, j := f.rd.split, f.rd.join
 	s.Feed(chunk)
 	base := f.pos.Offset
-	var n uint64
-	if j == nil {
-		for s.Scan() {
-			if s.Truncated() {
-				f.truncatedLine(s.Dropped())
-			}
-			t.sink.Record(f, s.Bytes(), base+int64(s.Offset()))
-			n++
+	used = len(chunk)
+	for lines != maxLines && s.Scan() {
+		if s.Truncated() {
+			f.truncatedLine(s.Dropped())
 		}
-		t.nRecords += n
-	} else {
-		for s.Scan() {
-			if s.Truncated() {
-				f.truncatedLine(s.Dropped())
-			}
+		if j == nil {
+			t.sink.Record(f, s.Bytes(), base+int64(s.Offset()))
+			t.nRecords++
+		} else {
 			j.Add(s.Bytes(), base+int64(s.Offset()), now, f.emitJoined)
-			n++
+		}
+		lines++
+		if lines == maxLines {
+			// The splitter carries nothing after a complete line: what follows in the chunk is
+			// read again, from the line's end, by a later read.
+			used = s.Offset()
 		}
 	}
-	t.nLines += n
-	f.pos.Offset += int64(len(chunk))
+	t.nLines += uint64(lines)
+	f.pos.Offset += int64(used)
+	return used, lines
 }
 
 // flush hands on what f's reader holds because its content ended: the unfinished last line and

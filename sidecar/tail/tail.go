@@ -52,6 +52,13 @@
 // since) cannot be read any more: they are counted as dropped (deleted_before_read) and logged.
 // If it is rewritten in place, it is handled as a truncation. Drain reads the waiting files
 // too, MaxFiles at a time, once the open ones are at their end.
+//
+// # Rate limit
+//
+// With Options.RateLimit, Poll reads the input's files within its budget (package budget): no
+// more bytes than it allows, and no more lines, stopping at a line's end. What is not read stays
+// in the file, counted in sidelog_file_bytes_behind, and holds no memory; the files take turns on
+// the budget, and Throttled tells the caller when to poll again. Drain is not limited.
 package tail
 
 import (
@@ -64,6 +71,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sidelog/sidelog/sidecar/budget"
 	"github.com/sidelog/sidelog/sidecar/checkpoint"
 	"github.com/sidelog/sidelog/sidecar/config"
 	"github.com/sidelog/sidelog/sidecar/find"
@@ -124,6 +132,9 @@ type Options struct {
 	// scan saw. Files found later are read from their start: they were created (or rotated in)
 	// while the agent ran.
 	ReadFrom string
+	// RateLimit, when set, is the input's reading budget (budget.Limiter): Poll reads no faster,
+	// Drain is not limited.
+	RateLimit *config.RateLimit
 	// IgnoreOlder, when above zero, leaves closed a file that no position names and whose
 	// modification time is older than this at a scan. A file ignored so and written to again
 	// later is read from the size it had when it was first ignored: its old content stays
@@ -147,6 +158,11 @@ type Tailer struct {
 	globs *find.Globs
 	rule  *multiline.Rule
 	m     *instruments
+	// limit is the input's reading budget, nil for none; throttled says that the last Poll
+	// stopped reading at it with bytes left, and turn which open file the next Poll reads first.
+	limit     *budget.Limiter
+	throttled bool
+	turn      int
 
 	buf     []byte // shared read buffer
 	headBuf []byte // scratch for a file's first bytes, FingerprintSize bytes
@@ -242,6 +258,12 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 			return nil, fmt.Errorf("input %q: %w", opts.Container, err)
 		}
 	}
+	if r := opts.RateLimit; r != nil {
+		if r.BytesPerSecond < 0 || r.LinesPerSecond < 0 {
+			return nil, fmt.Errorf("input %q: negative rate limit", opts.Container)
+		}
+		t.limit = budget.New(r.BytesPerSecond, r.LinesPerSecond)
+	}
 	t.log = opts.Logger
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -285,15 +307,11 @@ func (t *Tailer) Poll(now time.Time) (int64, error) {
 	if full {
 		t.scan(now)
 	}
-	var total int64
-	budget := int64(budgetBuffers * len(t.buf))
+	total := t.readAll(now)
 	for _, f := range t.open {
-		n := t.read(f, now, budget)
-		f.active = n > 0
-		total += n
-	}
-	for _, f := range t.open {
-		if j := f.rd.join; j != nil && j.Due(now) {
+		// A pending record of a file that the rate limit left behind may go on in the bytes not
+		// read yet: its flush timeout counts from when the reading catches up.
+		if j := f.rd.join; j != nil && j.Due(now) && (t.limit == nil || f.pos.Offset >= f.pos.Size) {
 			j.Flush(f.emitJoined)
 		}
 	}
@@ -303,6 +321,45 @@ func (t *Tailer) Poll(now time.Time) (int64, error) {
 	}
 	t.report()
 	return total, nil
+}
+
+// readAll reads every open file, each at most budgetBuffers buffers. Under a rate limit it reads
+// nothing until a tenth of a second's budget has accrued (budget.Limiter.Ready; ReadyIn says when),
+// and starts with the next file at each pass, so that the files of the input share its budget.
+func (t *Tailer) readAll(now time.Time) int64 {
+	t.throttled = false
+	perFile := int64(budgetBuffers * len(t.buf))
+	n := len(t.open)
+	if t.limit != nil && n > 0 && !t.limit.Ready(now) {
+		for _, f := range t.open {
+			f.active = false
+			t.throttled = t.throttled || f.pos.Offset < f.pos.Size
+		}
+		return 0
+	}
+	start := 0
+	if t.limit != nil {
+		start = t.turn
+		t.turn++
+	}
+	var total int64
+	for i := range n {
+		f := t.open[(start+i)%n]
+		read := t.read(f, now, perFile)
+		f.active = read > 0
+		total += read
+	}
+	return total
+}
+
+// Throttled reports whether the last Poll left bytes unread because of the rate limit, and how
+// long after now the limit lets the input read again. When it is false (no limit, or none
+// reached) the caller need not wake for this input before it would anyway.
+func (t *Tailer) Throttled(now time.Time) (readyIn time.Duration, throttled bool) {
+	if t.limit == nil || !t.throttled {
+		return 0, false
+	}
+	return t.limit.ReadyIn(now), true
 }
 
 // Drain stops discovery, reads every open file to its end, flushes partial lines and multiline

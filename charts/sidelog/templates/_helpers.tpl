@@ -101,12 +101,23 @@ service:
 
 {{/*
 The policy's checks across fields, as injector.ParsePolicy makes them (values.schema.json makes
-the others): no more upstreams than maxUpstreams, no request above its limit.
+the others): no more upstreams than maxUpstreams, no request above its limit, no default rate
+limit above the maximum.
 */}}
 {{- define "sidelog.validatePolicy" -}}
 {{- $max := int (.maxUpstreams | default 8) -}}
 {{- if gt (len (.upstream | default list)) $max -}}
 {{- fail (printf "policy.upstream: %d addresses, more than the %d that policy.maxUpstreams allows" (len .upstream) $max) -}}
+{{- end -}}
+{{- if and .rateLimit .maxRateLimit -}}
+{{- $d := splitList " " (include "sidelog.rate" .rateLimit) -}}
+{{- $m := splitList " " (include "sidelog.rate" .maxRateLimit) -}}
+{{- range $i, $what := list "bytes" "lines" -}}
+{{- $max := float64 (index $m $i) -}}
+{{- if and (gt $max 0.0) (gt (float64 (index $d $i)) $max) -}}
+{{- fail (printf "policy.rateLimit: %s reads more %s a second than policy.maxRateLimit %s" $.rateLimit $what $.maxRateLimit) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $r := .resources | default dict -}}
 {{- $limits := $r.limits | default dict -}}
@@ -120,6 +131,25 @@ the others): no more upstreams than maxUpstreams, no request above its limit.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* A rate limit (injector.RateLimitPattern, which the schema checked) as "<bytes> <lines>" per second, 0 for what it leaves open. */}}
+{{- define "sidelog.rate" -}}
+{{- $bytes := 0.0 -}}
+{{- $lines := 0.0 -}}
+{{- $mult := dict "B" 1.0 "k" 1000.0 "K" 1000.0 "M" 1000000.0 "G" 1000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 -}}
+{{- range splitList "," (toString .) -}}
+{{- $p := trim . -}}
+{{- if contains "line" $p -}}
+{{- $lines = float64 (regexFind "^[0-9]+" $p) -}}
+{{- else if ne $p "none" -}}
+{{- $num := regexFind "^[0-9]*[.]?[0-9]*" $p -}}
+{{- $unit := trimSuffix "/s" (trim (trimPrefix $num $p)) -}}
+{{- if ne $unit "B" -}}{{- $unit = trimSuffix "B" $unit -}}{{- end -}}
+{{- $bytes = ceil (mulf (float64 $num) (get $mult $unit)) -}}
+{{- end -}}
+{{- end -}}
+{{- printf "%.0f %.0f" $bytes $lines -}}
 {{- end -}}
 
 {{/* A quantity (a number, or a string such as 500m or 1.5Gi) in base units; empty if its form is not known here. */}}

@@ -1,0 +1,161 @@
+package tail
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/metrics"
+)
+
+// lines100 returns n lines of 100 bytes each (newline included), numbered from 0.
+func lines100(prefix string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		line := fmt.Sprintf("%s %04d ", prefix, i)
+		b.WriteString(line + strings.Repeat("x", 99-len(line)) + "\n")
+	}
+	return b.String()
+}
+
+// TestRateLimitBytes: a file ten seconds of budget long is read a second's burst at once, then a
+// tenth of the budget at every tenth of a second, and every line once, in order.
+func TestRateLimitBytes(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	content := lines100("line", 100) // 10,000 bytes
+	writeFile(t, p, content)
+	reg := metrics.NewRegistry()
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{p}, Metrics: reg, RateLimit: &config.RateLimit{BytesPerSecond: 1000}}, s)
+	c := newClock()
+	if n := pollAll(t, in, c.now()); n != 1000 {
+		t.Fatalf("first pass read %d bytes, want the one-second burst 1000", n)
+	}
+	series := `sidelog_file_bytes_behind{container="app",path="` + p + `"}`
+	if got := metric(t, reg, series); got != "9000" {
+		t.Errorf("%s = %s, want 9000: the backlog stays in the file, visible", series, got)
+	}
+	w, ok := in.Throttled(c.now())
+	if !ok || w != 100*time.Millisecond {
+		t.Fatalf("Throttled = %v, %v; want 100ms (a tenth of the budget), true", w, ok)
+	}
+	if n := pollAll(t, in, c.advance(w-time.Millisecond)); n != 0 {
+		t.Errorf("read %d bytes before then, want none", n)
+	}
+	if n := pollAll(t, in, c.advance(time.Millisecond)); n != 100 {
+		t.Fatalf("read %d bytes when ready, want 100", n)
+	}
+	for i := range 89 {
+		if n := pollAll(t, in, c.advance(w)); n != 100 {
+			t.Fatalf("step %d: read %d bytes in a tenth of a second, want 100", i, n)
+		}
+	}
+	equal(t, "records", s.texts(), strings.Split(strings.TrimSuffix(content, "\n"), "\n"))
+	if _, ok := in.Throttled(c.now()); ok {
+		t.Error("Throttled still says so with the file read to its end")
+	}
+	if got := metric(t, reg, series); got != "0" {
+		t.Errorf("%s = %s at the end, want 0", series, got)
+	}
+}
+
+// TestRateLimitLines: the line budget stops a read at a line's end; the rest of the chunk is read
+// again later, not lost or repeated.
+func TestRateLimitLines(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	content := numbered("l", 0, 200)
+	writeFile(t, p, content)
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{p}, RateLimit: &config.RateLimit{LinesPerSecond: 50}}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	if got := len(s.texts()); got != 50 {
+		t.Fatalf("first pass handed on %d lines, want the burst of 50", got)
+	}
+	if got, want := in.open[0].pos.Offset, int64(len(numbered("l", 0, 50))); got != want {
+		t.Errorf("offset %d after 50 lines, want their end %d", got, want)
+	}
+	for range 40 {
+		pollAll(t, in, c.advance(100*time.Millisecond))
+	}
+	equal(t, "records", s.texts(), strings.Split(strings.TrimSuffix(content, "\n"), "\n"))
+}
+
+// TestRateLimitLongLine: a line longer than a second's budget is read in pieces and passes
+// whole: never stuck, never cut.
+func TestRateLimitLongLine(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	long := strings.Repeat("y", 5000)
+	writeFile(t, p, "short\n"+long+"\nafter\n")
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{p}, RateLimit: &config.RateLimit{BytesPerSecond: 1000, LinesPerSecond: 1}}, s)
+	c := newClock()
+	for range 100 {
+		pollAll(t, in, c.advance(100*time.Millisecond))
+	}
+	equal(t, "records", s.texts(), []string{"short", long, "after"})
+}
+
+// TestRateLimitFilesShare: the files of one input share its budget, each read in turn.
+func TestRateLimitFilesShare(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/a.log", lines100("a", 100))
+	writeFile(t, dir+"/b.log", lines100("b", 100))
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{dir + "/*.log"}, RateLimit: &config.RateLimit{BytesPerSecond: 1000}}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	for range 20 {
+		pollAll(t, in, c.advance(100*time.Millisecond))
+	}
+	a, b := s.byPrefix("a ")
+	if len(a)+len(b) != 30 {
+		t.Fatalf("read %d lines in 3 seconds of 10 lines a second, want 30", len(a)+len(b))
+	}
+	if len(a) < 10 || len(b) < 10 {
+		t.Errorf("a.log had %d lines read, b.log %d: one file took the budget", len(a), len(b))
+	}
+}
+
+// TestRateLimitMultilineWaits: a pending multiline record whose continuation is still unread
+// behind the budget is not sent alone when its flush timeout passes.
+func TestRateLimitMultilineWaits(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	cont := "\tat " + strings.Repeat("z", 3000)
+	writeFile(t, p, "START a\n"+cont+"\nSTART b\n")
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{p}, RateLimit: &config.RateLimit{BytesPerSecond: 1000},
+		Multiline: &config.Multiline{FirstLine: "^START", FlushTimeout: config.Duration(time.Second)}}, s)
+	c := newClock()
+	for range 50 { // five seconds: the continuation takes three to read
+		pollAll(t, in, c.advance(100*time.Millisecond))
+	}
+	pollAll(t, in, c.advance(2*time.Second))
+	equal(t, "records", s.texts(), []string{"START a\n" + cont, "START b"})
+}
+
+// TestRateLimitDrainIsNotLimited: at SIGTERM the files are read to their end whatever the
+// budget: the pod's files go with it.
+func TestRateLimitDrainIsNotLimited(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	content := lines100("line", 1000)
+	writeFile(t, p, content)
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{p}, RateLimit: &config.RateLimit{BytesPerSecond: 100, LinesPerSecond: 1}}, s)
+	c := newClock()
+	pollAll(t, in, c.now())
+	if err := in.Drain(context.Background(), c.advance(time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(s.texts()); got != 1000 {
+		t.Errorf("drain handed on %d lines, want all 1000", got)
+	}
+}
