@@ -401,3 +401,34 @@ func TestCleanupAfterRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanupKeepsLiveFileSeenThroughALink: the file being written, found by the tail globs
+// under a second name as well (cronolog's --symlink, a hard link), is not newer than itself.
+// A cleanup glob that matches the dated live file (access-*.log, the rotations of a daily log)
+// must not remove it when its app is idle: its symlink is the only "other" file.
+func TestCleanupKeepsLiveFileSeenThroughALink(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		link func(old, new string) error
+	}{
+		{"symlink", func(old, new string) error { return os.Symlink(filepath.Base(old), new) }},
+		{"hard link", os.Link},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			live := filepath.Join(dir, "access-20241130.log")
+			writeFile(t, live, numbered("today", 0, 10))
+			if err := tt.link(live, filepath.Join(dir, "access.log")); err != nil {
+				t.Fatal(err)
+			}
+			s := &sink{ack: true}
+			in := newInput(t, Options{Paths: []string{dir + "/*.log"}, Cleanup: []string{dir + "/access-*.log"}, CleanupSettle: testSettle}, s)
+			c := cleanupClock()
+			pollAll(t, in, c.now())
+			settleAndPoll(t, in, c)
+			if !exists(t, live) {
+				t.Error("the live file was removed: its other name was taken for a newer file")
+			}
+		})
+	}
+}

@@ -195,9 +195,10 @@ type Tailer struct {
 	lastClean    time.Time
 	lastCleanErr string
 	removeErr    map[fingerprint.ID]string // last error removing each file, to log it once
-	// liveNewest is the latest modification time, at the last full scan, of the files found that
-	// the cleanup globs do not match.
-	liveNewest time.Time
+	// live are the modification times, at the last full scan, of the files found that the
+	// cleanup globs do not match, by inode: a file seen under a second name (a symlink, a hard
+	// link) is not newer than itself.
+	live map[fingerprint.ID]time.Time
 }
 
 // New returns a Tailer for opts that hands records to sink. It does no I/O; the first Poll
@@ -275,6 +276,7 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 			return nil, fmt.Errorf("input %q: cleanup: %w", opts.Container, err)
 		}
 		t.removeErr = map[fingerprint.ID]string{}
+		t.live = map[fingerprint.ID]time.Time{}
 		t.m.addCleanup()
 	}
 	for _, e := range opts.Positions {
