@@ -46,13 +46,17 @@ func parseCleanup(v string, maxGlobs int) ([]string, error) {
 // checkCleanup checks the cleanup globs of in against the tail globs of every input: each must
 // be covered by one of in's own (the agent removes only what it read to the end), and none may
 // match every file a tail glob names, or the name a tail glob spells out (app.log of
-// /var/log/app/app.log*): those are the files being written.
+// /var/log/app/app.log*): those are the files being written -- unless the glob names the
+// rotations of a live file listed apart beside them (rotationsBeside).
 func checkCleanup(in input, inputs []input, apps []corev1.Container) error {
 	key := in.cleanupKey
 	for _, c := range in.cleanup {
 		for _, other := range inputs {
 			owner := apps[other.container].Name
 			for _, t := range other.paths {
+				if rotationsBeside(c, t, other.paths) {
+					continue // t names rotations only: the live file is a glob of its own, which c leaves
+				}
 				if globCovers(c, t) {
 					return errorf(key.key, key.origin, "%s matches every file that tail glob %s of container %q names, the files being written: name the rotated files only, such as %s",
 						c, t, owner, rotatedExample(t))
@@ -70,6 +74,20 @@ func checkCleanup(in input, inputs []input, apps []corev1.Container) error {
 		}
 	}
 	return nil
+}
+
+// rotationsBeside reports whether tail glob t can be taken for the rotations alone of a live file
+// that another glob of paths names in the same directory, one that cleanup glob c leaves (it
+// covers neither that glob nor the name it spells out): tail globs that list the live file apart
+// (app.log,app.log.* -- as Fluent Bit users often write them) name no file being written in t.
+func rotationsBeside(c, t string, paths []string) bool {
+	return slices.ContainsFunc(paths, func(live string) bool {
+		if live == t || path.Dir(live) != path.Dir(t) || globCovers(c, live) {
+			return false
+		}
+		name, ok := liveName(live)
+		return ok && !globCovers(c, name)
+	})
 }
 
 // liveName is a tail glob with the stars of its file name left out: the name it spells out

@@ -158,3 +158,34 @@ func TestGlobCovers(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectCleanupLiveFileListedApart: tail globs that list the live file apart from its
+// rotations (app.log and app.log.*, as Fluent Bit users often write them) name the rotations
+// alone in a glob of their own; a cleanup glob that covers that glob leaves the live file alone
+// and is taken. Without the live file beside them, the same glob is still refused.
+func TestInjectCleanupLiveFileListedApart(t *testing.T) {
+	p, err := ParsePolicy([]byte(allowCleanup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ tail, cleanup string }{
+		{"/var/log/app/app.log,/var/log/app/app.log.*", "/var/log/app/app.log.*"},
+		{"/var/log/app/app.log, /var/log/app/app.log.[0-9]", "/var/log/app/app.log.[0-9]"},
+		{"/var/log/app/app.log,/var/log/app/app-*.log", "/var/log/app/app-*.log"}, // logback: app.log rolls to app-<date>.log
+	} {
+		ann := tailApp(AnnotationTail+".app", tt.tail, AnnotationCleanup+".app", tt.cleanup)
+		if _, _, err := Inject(basePod(ann), nil, p); err != nil {
+			t.Errorf("tail %s, cleanup %s: %v; want it taken", tt.tail, tt.cleanup, err)
+		}
+	}
+	for _, tt := range []struct{ tail, cleanup string }{
+		{"/var/log/app/app.log.*", "/var/log/app/app.log.*"},                            // no live file named
+		{"/var/log/app/app.log,/var/log/app/*.log", "/var/log/app/*.log"},               // the live file is covered too
+		{"/var/log/app/other/app.log,/var/log/app/app.log.*", "/var/log/app/app.log.*"}, // not beside them
+	} {
+		ann := tailApp(AnnotationTail+".app", tt.tail, AnnotationCleanup+".app", tt.cleanup)
+		if _, _, err := Inject(basePod(ann), nil, p); err == nil {
+			t.Errorf("tail %s, cleanup %s taken; want it refused", tt.tail, tt.cleanup)
+		}
+	}
+}
