@@ -321,6 +321,29 @@ func TestCleanupKeeps(t *testing.T) {
 			t.Error("a file the agent never read (excluded) was removed")
 		}
 	})
+
+	// The file the agent holds (read, acknowledged) renamed to a name an exclude glob matches: it
+	// is not one the tail globs find any more, so it is not removed, as the rule says.
+	t.Run("read, then renamed to an excluded name", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		writeFile(t, p, numbered("old", 0, 10))
+		s := &sink{ack: true}
+		in := newInput(t, Options{Paths: []string{dir + "/app.log*"}, Exclude: []string{dir + "/app.log.keep*"}, Cleanup: []string{dir + "/app.log.*"},
+			CleanupSettle: testSettle, RotateWait: time.Hour}, s) // held open all along
+		c := cleanupClock()
+		pollAll(t, in, c.now())
+		if err := os.Rename(p, p+".keep1"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		writeFile(t, p, "new\n")
+		pollAll(t, in, c.advance(time.Second))
+		settleAndPoll(t, in, c)
+		if !exists(t, p+".keep1") {
+			t.Error("a file renamed to a name an exclude glob matches was removed")
+		}
+	})
 }
 
 // TestCleanupIdentityChanged: a file rewritten in place under its name, keeping its size and
