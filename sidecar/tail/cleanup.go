@@ -32,7 +32,8 @@ import (
 //     than the live file that replaced it (rename and create: the new file is created after the
 //     last write to the old; copytruncate: the truncation, and the writes after it, come after
 //     the copy). This keeps a cleanup glob that matches a live file by mistake from removing it
-//     while the app is idle.
+//     while the app is idle -- as long as no other file the tail globs find (another app's log)
+//     is written meanwhile: nothing here tells whose file is whose.
 //
 // Right before removing, the file at the path is opened and checked to be the same inode with
 // the same first bytes (its fingerprint), and its path is checked again to name that inode. An
