@@ -3,6 +3,8 @@ package tail
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +159,68 @@ func TestRateLimitDrainIsNotLimited(t *testing.T) {
 	}
 	if got := len(s.texts()); got != 1000 {
 		t.Errorf("drain handed on %d lines, want all 1000", got)
+	}
+}
+
+// TestRateLimitBoundaries: whatever the budgets, buffer size and line limit, and however the
+// writes and the polls fall, every record is handed on once, whole (or cut to MaxLineBytes as
+// without a budget), in order: no line is lost or repeated where a budget stops a read, a
+// partial line waits in the splitter, or a multiline record spans reads. Seeded, so a failure
+// names its case.
+func TestRateLimitBoundaries(t *testing.T) {
+	for seed := range uint64(150) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		maxLine := 60 + r.IntN(300)
+		multi := r.IntN(2) == 0
+		eol := "\n"
+		if r.IntN(3) == 0 {
+			eol = "\r\n"
+		}
+		var content strings.Builder
+		var want []string
+		for i := range 20 + r.IntN(100) {
+			rec := fmt.Sprintf("L%d %s", i, strings.Repeat("x", r.IntN(400)))
+			content.WriteString(rec + eol)
+			rec = rec[:min(len(rec), maxLine)]
+			if multi {
+				for range r.IntN(3) {
+					more := "\tat " + strings.Repeat("y", r.IntN(60))
+					content.WriteString(more + eol)
+					rec += "\n" + more
+				}
+				rec = rec[:min(len(rec), maxLine)]
+			}
+			want = append(want, rec)
+		}
+		rl := &config.RateLimit{}
+		if r.IntN(3) != 0 {
+			rl.BytesPerSecond = int64(1 + r.IntN(3000))
+		}
+		if rl.BytesPerSecond == 0 || r.IntN(2) == 0 {
+			rl.LinesPerSecond = int64(1 + r.IntN(30))
+		}
+		opts := Options{Paths: []string{t.TempDir() + "/a.log"}, MaxLineBytes: maxLine, BufferSize: 64 + r.IntN(500), RateLimit: rl}
+		if multi {
+			opts.Multiline = &config.Multiline{FirstLine: "^L", FlushTimeout: config.Duration(time.Hour)}
+		}
+		writeFile(t, opts.Paths[0], "")
+		s := &sink{ack: true}
+		in := newInput(t, opts, s)
+		c := newClock()
+		all := content.String()
+		for written := 0; written < len(all) || r.IntN(5) != 0; {
+			n := min(len(all)-written, r.IntN(400))
+			appendFile(t, opts.Paths[0], all[written:written+n])
+			written += n
+			pollAll(t, in, c.advance(time.Duration(r.IntN(300))*time.Millisecond))
+		}
+		if err := in.Drain(context.Background(), c.advance(time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.texts(); !slices.Equal(got, want) {
+			t.Logf("seed %d: %+v, maxLineBytes %d, buffer %d, multiline %v, eol %q", seed, *rl, maxLine, opts.BufferSize, multi, eol)
+			equal(t, "records", got, want)
+			return
+		}
 	}
 }
