@@ -206,7 +206,8 @@ const (
 	// (the agent removes only what it read), one that matches every file a tail glob names or the
 	// name a tail glob spells out (app.log of /var/log/app/app.log*) -- unless that tail glob lists
 	// the rotations apart from the live file beside them (app.log,app.log.*) --, one whose file name is only
-	// wildcards, and compressed rotations (*.gz, ...), which the agent does not read. Default none.
+	// wildcards, one longer than 1024 bytes or 64 segments, and compressed rotations (*.gz, ...),
+	// which the agent does not read. Default none.
 	AnnotationCleanup = Prefix + "cleanup"
 )
 

@@ -20,6 +20,14 @@ import (
 // .gz file name pattern): the agent does not read them as text, so it never sees them delivered.
 var compressedSuffixes = []string{".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".Z", ".tgz"}
 
+// maxCleanupDepth bounds the directories of a cleanup glob, so that comparing it with the tail
+// globs (globCovers, whose work is the product of their depths) stays cheap for the webhook
+// whatever an annotation holds: no log directory is nested anywhere near this deep.
+const maxCleanupDepth = 64
+
+// maxCleanupBytes bounds a cleanup glob's length likewise (a name is at most 255 bytes).
+const maxCleanupBytes = 1024
+
 // parseCleanup parses the globs of AnnotationCleanup and refuses those that no pod could use
 // safely: a glob whose file names are nothing but wildcards matches the file being written too,
 // and a compressed rotation is never read.
@@ -32,6 +40,9 @@ func parseCleanup(v string, maxGlobs int) ([]string, error) {
 		dir, name := path.Split(g)
 		dir = path.Clean(dir)
 		switch {
+		case len(g) > maxCleanupBytes || strings.Count(g, "/") > maxCleanupDepth:
+			return nil, fmt.Errorf("%.40s... is %d bytes long and %d segments deep: want at most %d bytes and %d segments, as deep as any log directory goes",
+				g, len(g), strings.Count(g, "/"), maxCleanupBytes, maxCleanupDepth)
 		case strings.Trim(name, "*?") == "":
 			return nil, fmt.Errorf("%s matches every file in %s, the file being written included: name the rotated files only, such as %s (logrotate, Python's RotatingFileHandler) or %s (logback)",
 				g, dir, path.Join(dir, "app.log.*"), path.Join(dir, "app.*.log"))
@@ -157,7 +168,7 @@ func covers(lo, ln int, outerStar, innerStar func(int) bool, one func(i, j int) 
 			case j == ln || innerStar(j):
 				memo[i][j] = false
 			default:
-				memo[i][j] = one(i, j) && memo[i+1][j+1]
+				memo[i][j] = memo[i+1][j+1] && one(i, j) // one may be a containment of its own
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package injector
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +45,9 @@ func TestInjectRefusesCleanup(t *testing.T) {
 			want: `sidelog.io/cleanup.app: /var/log/app/* matches every file in /var/log/app, the file being written included: name the rotated files only, such as /var/log/app/app.log.* (logrotate, Python's RotatingFileHandler) or /var/log/app/app.*.log (logback)`},
 		{name: "every file below", ann: tailApp(AnnotationTail+".app", "/var/log/app/**", AnnotationCleanup+".app", "/var/log/app/**"), policy: allowCleanup,
 			want: `sidelog.io/cleanup.app: /var/log/app/** matches every file in /var/log/app, the file being written included: name the rotated files only, such as /var/log/app/app.log.* (logrotate, Python's RotatingFileHandler) or /var/log/app/app.*.log (logback)`},
+		{name: "nested deeper than any log directory", ann: tailApp(AnnotationTail+".app", "/var/log/app/**",
+			AnnotationCleanup+".app", "/var/log/app"+strings.Repeat("/a", 70)+"/app.log.*"), policy: allowCleanup,
+			want: `sidelog.io/cleanup.app: /var/log/app/a/a/a/a/a/a/a/a/a/a/a/a/a/a... is 162 bytes long and 74 segments deep: want at most 1024 bytes and 64 segments, as deep as any log directory goes`},
 		{name: "compressed rotations", ann: rotating(AnnotationCleanup+".app", "/var/log/app/app.log.*.gz"), policy: allowCleanup,
 			want: `sidelog.io/cleanup.app: /var/log/app/app.log.*.gz names compressed rotations, which the agent does not read and so never sees delivered: rotate without compression (logrotate's nocompress) for the agent to remove the files, or leave compressed ones to logrotate's rotate and maxage`},
 		{name: "outside the tail globs", ann: tailApp(AnnotationCleanup+".app", "/var/log/app/app.log.*"), policy: allowCleanup,
