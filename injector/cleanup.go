@@ -88,12 +88,14 @@ func checkCleanup(in input, inputs []input, apps []corev1.Container) error {
 }
 
 // rotationsBeside reports whether tail glob t can be taken for the rotations alone of a live file
-// that another glob of paths names in the same directory, one that cleanup glob c leaves (it
-// covers neither that glob nor the name it spells out): tail globs that list the live file apart
-// (app.log,app.log.* -- as Fluent Bit users often write them) name no file being written in t.
+// that another glob of paths names: every name t matches extends a name of that glob (app.log.*
+// beside app.log, *.log.* beside *.log), and cleanup glob c leaves that glob (it covers neither
+// it nor the name it spells out). Tail globs that list the live file apart (app.log,app.log.*,
+// as Fluent Bit users often write them) name no file being written in t. A glob for another
+// file (error.log beside access*.log) is no such live file.
 func rotationsBeside(c, t string, paths []string) bool {
 	return slices.ContainsFunc(paths, func(live string) bool {
-		if live == t || path.Dir(live) != path.Dir(t) || globCovers(c, live) {
+		if live == t || !globCovers(live+"*", t) || globCovers(c, live) {
 			return false
 		}
 		name, ok := liveName(live)

@@ -175,7 +175,7 @@ func TestInjectCleanupLiveFileListedApart(t *testing.T) {
 	for _, tt := range []struct{ tail, cleanup string }{
 		{"/var/log/app/app.log,/var/log/app/app.log.*", "/var/log/app/app.log.*"},
 		{"/var/log/app/app.log, /var/log/app/app.log.[0-9]", "/var/log/app/app.log.[0-9]"},
-		{"/var/log/app/app.log,/var/log/app/app-*.log", "/var/log/app/app-*.log"}, // logback: app.log rolls to app-<date>.log
+		{"/var/log/app/*.log,/var/log/app/*.log.*", "/var/log/app/*.log.*"},
 	} {
 		ann := tailApp(AnnotationTail+".app", tt.tail, AnnotationCleanup+".app", tt.cleanup)
 		if _, _, err := Inject(basePod(ann), nil, p); err != nil {
@@ -186,6 +186,7 @@ func TestInjectCleanupLiveFileListedApart(t *testing.T) {
 		{"/var/log/app/app.log.*", "/var/log/app/app.log.*"},                            // no live file named
 		{"/var/log/app/app.log,/var/log/app/*.log", "/var/log/app/*.log"},               // the live file is covered too
 		{"/var/log/app/other/app.log,/var/log/app/app.log.*", "/var/log/app/app.log.*"}, // not beside them
+		{"/var/log/app/error.log,/var/log/app/access*.log", "/var/log/app/access*.log"}, // access.log is live too
 	} {
 		ann := tailApp(AnnotationTail+".app", tt.tail, AnnotationCleanup+".app", tt.cleanup)
 		if _, _, err := Inject(basePod(ann), nil, p); err == nil {
