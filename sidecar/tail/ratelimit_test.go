@@ -224,3 +224,25 @@ func TestRateLimitBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitCopytruncateBehind: a file behind its budget is checked before each read, as a
+// file being read is: truncated in place (copytruncate) and written again past the offset the
+// budget left it at, between two scans, its new lines are read from their start, once, and
+// never taken for the rest of the old content.
+func TestRateLimitCopytruncateBehind(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	writeFile(t, p, lines100("old", 100))
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{p}, ScanInterval: time.Hour, RateLimit: &config.RateLimit{BytesPerSecond: 1000}}, s)
+	c := newClock()
+	pollAll(t, in, c.now())                        // the burst: 10 lines
+	pollAll(t, in, c.advance(50*time.Millisecond)) // not ready yet
+	writeFile(t, p, lines100("new", 50))           // truncated, and written past the old offset
+	for range 100 {
+		pollAll(t, in, c.advance(100*time.Millisecond))
+	}
+	old, cur := s.byPrefix("old ")
+	equal(t, "old lines", old, split(lines100("old", 10)))
+	equal(t, "new lines", cur, split(lines100("new", 50)))
+}

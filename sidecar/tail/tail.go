@@ -334,8 +334,11 @@ func (t *Tailer) readAll(now time.Time) int64 {
 	n := len(t.open)
 	if t.limit != nil && n > 0 && !t.limit.Ready(now) {
 		for _, f := range t.open {
-			f.active = false
-			t.throttled = t.throttled || f.pos.Offset < f.pos.Size
+			behind := f.pos.Offset < f.pos.Size
+			// A file left behind is checked before its next read, as one being read is: a
+			// truncation between two scans must be seen before its new bytes are read as the old.
+			f.active = behind
+			t.throttled = t.throttled || behind
 		}
 		return 0
 	}
@@ -348,7 +351,7 @@ func (t *Tailer) readAll(now time.Time) int64 {
 	for i := range n {
 		f := t.open[(start+i)%n]
 		read := t.read(f, now, perFile)
-		f.active = read > 0
+		f.active = read > 0 || t.limit != nil && f.pos.Offset < f.pos.Size
 		total += read
 	}
 	return total
