@@ -204,8 +204,10 @@ const (
 	// file being written: app.log.* or app.log-* (logrotate, Python's RotatingFileHandler),
 	// app.*.log (logback, log4j2). Refused: a glob that the container's tail globs do not cover
 	// (the agent removes only what it read), one that matches every file a tail glob names or the
-	// name a tail glob spells out (app.log of /var/log/app/app.log*), one whose file name is only
-	// wildcards, and compressed rotations (*.gz, ...), which the agent does not read. Default none.
+	// name a tail glob spells out (app.log of /var/log/app/app.log*) -- unless that tail glob lists
+	// the rotations apart from the live file beside them (app.log,app.log.*) --, one whose file name is only
+	// wildcards, one longer than 1024 bytes or 64 segments, and compressed rotations (*.gz, ...),
+	// which the agent does not read. Default none.
 	AnnotationCleanup = Prefix + "cleanup"
 )
 

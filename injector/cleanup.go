@@ -20,6 +20,14 @@ import (
 // .gz file name pattern): the agent does not read them as text, so it never sees them delivered.
 var compressedSuffixes = []string{".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".Z", ".tgz"}
 
+// maxCleanupDepth bounds the directories of a cleanup glob, so that comparing it with the tail
+// globs (globCovers, whose work is the product of their depths) stays cheap for the webhook
+// whatever an annotation holds: no log directory is nested anywhere near this deep.
+const maxCleanupDepth = 64
+
+// maxCleanupBytes bounds a cleanup glob's length likewise (a name is at most 255 bytes).
+const maxCleanupBytes = 1024
+
 // parseCleanup parses the globs of AnnotationCleanup and refuses those that no pod could use
 // safely: a glob whose file names are nothing but wildcards matches the file being written too,
 // and a compressed rotation is never read.
@@ -32,6 +40,9 @@ func parseCleanup(v string, maxGlobs int) ([]string, error) {
 		dir, name := path.Split(g)
 		dir = path.Clean(dir)
 		switch {
+		case len(g) > maxCleanupBytes || strings.Count(g, "/") > maxCleanupDepth:
+			return nil, fmt.Errorf("%.40s... is %d bytes long and %d segments deep: want at most %d bytes and %d segments, as deep as any log directory goes",
+				g, len(g), strings.Count(g, "/"), maxCleanupBytes, maxCleanupDepth)
 		case strings.Trim(name, "*?") == "":
 			return nil, fmt.Errorf("%s matches every file in %s, the file being written included: name the rotated files only, such as %s (logrotate, Python's RotatingFileHandler) or %s (logback)",
 				g, dir, path.Join(dir, "app.log.*"), path.Join(dir, "app.*.log"))
@@ -46,13 +57,17 @@ func parseCleanup(v string, maxGlobs int) ([]string, error) {
 // checkCleanup checks the cleanup globs of in against the tail globs of every input: each must
 // be covered by one of in's own (the agent removes only what it read to the end), and none may
 // match every file a tail glob names, or the name a tail glob spells out (app.log of
-// /var/log/app/app.log*): those are the files being written.
+// /var/log/app/app.log*): those are the files being written -- unless the glob names the
+// rotations of a live file listed apart beside them (rotationsBeside).
 func checkCleanup(in input, inputs []input, apps []corev1.Container) error {
 	key := in.cleanupKey
 	for _, c := range in.cleanup {
 		for _, other := range inputs {
 			owner := apps[other.container].Name
 			for _, t := range other.paths {
+				if rotationsBeside(c, t, other.paths) {
+					continue // t names rotations only: the live file is a glob of its own, which c leaves
+				}
 				if globCovers(c, t) {
 					return errorf(key.key, key.origin, "%s matches every file that tail glob %s of container %q names, the files being written: name the rotated files only, such as %s",
 						c, t, owner, rotatedExample(t))
@@ -70,6 +85,22 @@ func checkCleanup(in input, inputs []input, apps []corev1.Container) error {
 		}
 	}
 	return nil
+}
+
+// rotationsBeside reports whether tail glob t can be taken for the rotations alone of a live file
+// that another glob of paths names: every name t matches extends a name of that glob (app.log.*
+// beside app.log, *.log.* beside *.log), and cleanup glob c leaves that glob (it covers neither
+// it nor the name it spells out). Tail globs that list the live file apart (app.log,app.log.*,
+// as Fluent Bit users often write them) name no file being written in t. A glob for another
+// file (error.log beside access*.log) is no such live file.
+func rotationsBeside(c, t string, paths []string) bool {
+	return slices.ContainsFunc(paths, func(live string) bool {
+		if live == t || !globCovers(live+"*", t) || globCovers(c, live) {
+			return false
+		}
+		name, ok := liveName(live)
+		return ok && !globCovers(c, name)
+	})
 }
 
 // liveName is a tail glob with the stars of its file name left out: the name it spells out
@@ -139,7 +170,7 @@ func covers(lo, ln int, outerStar, innerStar func(int) bool, one func(i, j int) 
 			case j == ln || innerStar(j):
 				memo[i][j] = false
 			default:
-				memo[i][j] = one(i, j) && memo[i+1][j+1]
+				memo[i][j] = memo[i+1][j+1] && one(i, j) // one may be a containment of its own
 			}
 		}
 	}

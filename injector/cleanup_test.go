@@ -3,6 +3,7 @@ package injector
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +45,9 @@ func TestInjectRefusesCleanup(t *testing.T) {
 			want: `sidelog.io/cleanup.app: /var/log/app/* matches every file in /var/log/app, the file being written included: name the rotated files only, such as /var/log/app/app.log.* (logrotate, Python's RotatingFileHandler) or /var/log/app/app.*.log (logback)`},
 		{name: "every file below", ann: tailApp(AnnotationTail+".app", "/var/log/app/**", AnnotationCleanup+".app", "/var/log/app/**"), policy: allowCleanup,
 			want: `sidelog.io/cleanup.app: /var/log/app/** matches every file in /var/log/app, the file being written included: name the rotated files only, such as /var/log/app/app.log.* (logrotate, Python's RotatingFileHandler) or /var/log/app/app.*.log (logback)`},
+		{name: "nested deeper than any log directory", ann: tailApp(AnnotationTail+".app", "/var/log/app/**",
+			AnnotationCleanup+".app", "/var/log/app"+strings.Repeat("/a", 70)+"/app.log.*"), policy: allowCleanup,
+			want: `sidelog.io/cleanup.app: /var/log/app/a/a/a/a/a/a/a/a/a/a/a/a/a/a... is 162 bytes long and 74 segments deep: want at most 1024 bytes and 64 segments, as deep as any log directory goes`},
 		{name: "compressed rotations", ann: rotating(AnnotationCleanup+".app", "/var/log/app/app.log.*.gz"), policy: allowCleanup,
 			want: `sidelog.io/cleanup.app: /var/log/app/app.log.*.gz names compressed rotations, which the agent does not read and so never sees delivered: rotate without compression (logrotate's nocompress) for the agent to remove the files, or leave compressed ones to logrotate's rotate and maxage`},
 		{name: "outside the tail globs", ann: tailApp(AnnotationCleanup+".app", "/var/log/app/app.log.*"), policy: allowCleanup,
@@ -155,6 +159,38 @@ func TestGlobCovers(t *testing.T) {
 	} {
 		if got := globCovers(tt.outer, tt.inner); got != tt.want {
 			t.Errorf("globCovers(%q, %q) = %v, want %v", tt.outer, tt.inner, got, tt.want)
+		}
+	}
+}
+
+// TestInjectCleanupLiveFileListedApart: tail globs that list the live file apart from its
+// rotations (app.log and app.log.*, as Fluent Bit users often write them) name the rotations
+// alone in a glob of their own; a cleanup glob that covers that glob leaves the live file alone
+// and is taken. Without the live file beside them, the same glob is still refused.
+func TestInjectCleanupLiveFileListedApart(t *testing.T) {
+	p, err := ParsePolicy([]byte(allowCleanup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ tail, cleanup string }{
+		{"/var/log/app/app.log,/var/log/app/app.log.*", "/var/log/app/app.log.*"},
+		{"/var/log/app/app.log, /var/log/app/app.log.[0-9]", "/var/log/app/app.log.[0-9]"},
+		{"/var/log/app/*.log,/var/log/app/*.log.*", "/var/log/app/*.log.*"},
+	} {
+		ann := tailApp(AnnotationTail+".app", tt.tail, AnnotationCleanup+".app", tt.cleanup)
+		if _, _, err := Inject(basePod(ann), nil, p); err != nil {
+			t.Errorf("tail %s, cleanup %s: %v; want it taken", tt.tail, tt.cleanup, err)
+		}
+	}
+	for _, tt := range []struct{ tail, cleanup string }{
+		{"/var/log/app/app.log.*", "/var/log/app/app.log.*"},                            // no live file named
+		{"/var/log/app/app.log,/var/log/app/*.log", "/var/log/app/*.log"},               // the live file is covered too
+		{"/var/log/app/other/app.log,/var/log/app/app.log.*", "/var/log/app/app.log.*"}, // not beside them
+		{"/var/log/app/error.log,/var/log/app/access*.log", "/var/log/app/access*.log"}, // access.log is live too
+	} {
+		ann := tailApp(AnnotationTail+".app", tt.tail, AnnotationCleanup+".app", tt.cleanup)
+		if _, _, err := Inject(basePod(ann), nil, p); err == nil {
+			t.Errorf("tail %s, cleanup %s taken; want it refused", tt.tail, tt.cleanup)
 		}
 	}
 }

@@ -251,6 +251,9 @@ func FuzzParseCleanup(f *testing.F) {
 			if strings.Trim(name, "*?") == "" || strings.HasSuffix(name, ".gz") {
 				t.Fatalf("accepted %q, which matches every file of its directory or compressed ones", g)
 			}
+			if len(g) > maxCleanupBytes || strings.Count(g, "/") > maxCleanupDepth {
+				t.Fatalf("accepted %q, beyond the bounds that keep comparing it with the tail globs cheap", g)
+			}
 		}
 		if err := validInput(config.Input{Container: "c", Paths: globs, Cleanup: globs}); err != nil {
 			t.Fatalf("agent config refuses %q: %v", globs, err)

@@ -396,7 +396,15 @@ func (a *Agent) sendContext(ctx context.Context) (context.Context, context.Cance
 // in-flight batches are unacknowledged), and every acknowledged batch is checkpointed at once.
 func (a *Agent) drain(ctx context.Context) error {
 	a.log.Info("draining", "timeout", a.cfg.DrainTimeout.D())
-	for _, in := range a.inputs {
+	// The inputs with the least left to ship go first: one far behind (its rate limit, a burst)
+	// may spend the whole deadline on its backlog, which must not cost another its last lines.
+	order := slices.Clone(a.inputs)
+	slices.SortStableFunc(order, func(x, y *stream) int {
+		bx, _ := x.tailer.Unacknowledged()
+		by, _ := y.tailer.Unacknowledged()
+		return cmp.Compare(bx, by)
+	})
+	for _, in := range order {
 		in.ctx, in.now = ctx, time.Now()
 		if err := in.tailer.Drain(ctx, in.now); err != nil && ctx.Err() == nil {
 			a.log.Warn("draining files", "container", in.cfg.Container, "err", err)

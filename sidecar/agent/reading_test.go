@@ -100,3 +100,34 @@ func countOf(s *forwardtest.Server, prefix string) int {
 	}
 	return n
 }
+
+// TestDrainLeastBehindFirst: a container far behind its rate limit has a backlog that the drain
+// may not ship before its deadline. The drain ships the inputs with the least to ship first, so
+// that the quiet container's last lines, written just before the stop, are not left unread
+// behind the noisy one's backlog. The aggregator acknowledges nothing: the noisy input's drain
+// can only end at the deadline.
+func TestDrainLeastBehindFirst(t *testing.T) {
+	s, err := forwardtest.Start(forwardtest.Options{ManualAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	dir := t.TempDir()
+	noisy := make([]string, 2000)
+	for i := range noisy {
+		noisy[i] = fmt.Sprintf("noisy %04d %s", i, strings.Repeat("x", 100))
+	}
+	appendLines(t, dir+"/noisy.log", noisy...)
+	cfg := newConfig(s.Addr(),
+		config.Input{Container: "noisy", Paths: []string{dir + "/noisy.log"}, RateLimit: &config.RateLimit{LinesPerSecond: 1}},
+		config.Input{Container: "quiet", Paths: []string{dir + "/quiet.log"}})
+	cfg.DrainTimeout = config.Duration(time.Second)
+	cfg.Limits.PollInterval = config.Duration(time.Hour) // quiet.log is found by the drain's scan only
+	r := start(t, cfg, t.TempDir())
+	wait(t, s, 1) // the first scan is done: the noisy container's burst of one line
+	appendLines(t, dir+"/quiet.log", "quiet 0", "quiet 1", "quiet 2")
+	r.stop(t) // the drain deadline passes: the noisy backlog is never acknowledged
+	if n := countOf(s, "quiet"); n != 3 {
+		t.Errorf("%d of the quiet container's 3 last lines sent by the drain, want all: they waited behind the noisy backlog", n)
+	}
+}

@@ -27,12 +27,13 @@ import (
 //     modification time are those of the Tailer's last check;
 //   - nothing was written to it for Settle: its modification time, and the last growth the
 //     Tailer saw, are at least Settle old;
-//   - a newer file exists: some file that the tail globs find and the cleanup globs do not was
-//     modified at or after it. The live file is what its app writes now; a rotated file is older
+//   - a newer file exists: some other file (another inode) that the tail globs find and the
+//     cleanup globs do not was modified at or after it. The live file is what its app writes now; a rotated file is older
 //     than the live file that replaced it (rename and create: the new file is created after the
 //     last write to the old; copytruncate: the truncation, and the writes after it, come after
 //     the copy). This keeps a cleanup glob that matches a live file by mistake from removing it
-//     while the app is idle.
+//     while the app is idle -- as long as no other file the tail globs find (another app's log)
+//     is written meanwhile: nothing here tells whose file is whose.
 //
 // Right before removing, the file at the path is opened and checked to be the same inode with
 // the same first bytes (its fingerprint), and its path is checked again to name that inode. An
@@ -146,7 +147,7 @@ func (t *Tailer) clean(now time.Time) {
 		if f != nil {
 			h = holdingOf(f)
 		}
-		if mayRemove(h, fi.Size(), fi.ModTime(), t.liveNewest, now, t.opts.CleanupSettle) != removeIt {
+		if mayRemove(h, fi.Size(), fi.ModTime(), t.newestBut(id), now, t.opts.CleanupSettle) != removeIt {
 			continue
 		}
 		if err := t.remove(f, p, id, fi.Size()); err != nil {
@@ -173,6 +174,19 @@ func (t *Tailer) clean(now time.Time) {
 			delete(t.removeErr, id)
 		}
 	}
+}
+
+// newestBut returns the latest modification time of the files the last scan found that the
+// cleanup globs do not match, other than the content on id: the live file reached through a
+// symlink or a hard link that the cleanup globs do not match is the same file, not a newer one.
+func (t *Tailer) newestBut(id fingerprint.ID) time.Time {
+	var newest time.Time
+	for other, m := range t.live {
+		if other != id && m.After(newest) {
+			newest = m
+		}
+	}
+	return newest
 }
 
 // errIdentity says the file at a path is no longer the content that was judged.

@@ -321,6 +321,29 @@ func TestCleanupKeeps(t *testing.T) {
 			t.Error("a file the agent never read (excluded) was removed")
 		}
 	})
+
+	// The file the agent holds (read, acknowledged) renamed to a name an exclude glob matches: it
+	// is not one the tail globs find any more, so it is not removed, as the rule says.
+	t.Run("read, then renamed to an excluded name", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		writeFile(t, p, numbered("old", 0, 10))
+		s := &sink{ack: true}
+		in := newInput(t, Options{Paths: []string{dir + "/app.log*"}, Exclude: []string{dir + "/app.log.keep*"}, Cleanup: []string{dir + "/app.log.*"},
+			CleanupSettle: testSettle, RotateWait: time.Hour}, s) // held open all along
+		c := cleanupClock()
+		pollAll(t, in, c.now())
+		if err := os.Rename(p, p+".keep1"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		writeFile(t, p, "new\n")
+		pollAll(t, in, c.advance(time.Second))
+		settleAndPoll(t, in, c)
+		if !exists(t, p+".keep1") {
+			t.Error("a file renamed to a name an exclude glob matches was removed")
+		}
+	})
 }
 
 // TestCleanupIdentityChanged: a file rewritten in place under its name, keeping its size and
@@ -399,5 +422,36 @@ func TestCleanupAfterRestart(t *testing.T) {
 		if e.Path != p {
 			t.Errorf("checkpoint still names %s after it was removed", e.Path)
 		}
+	}
+}
+
+// TestCleanupKeepsLiveFileSeenThroughALink: the file being written, found by the tail globs
+// under a second name as well (cronolog's --symlink, a hard link), is not newer than itself.
+// A cleanup glob that matches the dated live file (access-*.log, the rotations of a daily log)
+// must not remove it when its app is idle: its symlink is the only "other" file.
+func TestCleanupKeepsLiveFileSeenThroughALink(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		link func(old, new string) error
+	}{
+		{"symlink", func(old, new string) error { return os.Symlink(filepath.Base(old), new) }},
+		{"hard link", os.Link},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			live := filepath.Join(dir, "access-20241130.log")
+			writeFile(t, live, numbered("today", 0, 10))
+			if err := tt.link(live, filepath.Join(dir, "access.log")); err != nil {
+				t.Fatal(err)
+			}
+			s := &sink{ack: true}
+			in := newInput(t, Options{Paths: []string{dir + "/*.log"}, Cleanup: []string{dir + "/access-*.log"}, CleanupSettle: testSettle}, s)
+			c := cleanupClock()
+			pollAll(t, in, c.now())
+			settleAndPoll(t, in, c)
+			if !exists(t, live) {
+				t.Error("the live file was removed: its other name was taken for a newer file")
+			}
+		})
 	}
 }

@@ -26,7 +26,7 @@ type File struct {
 	// copy's position too: until they come, the copy's position stays where this file's was.
 	next atomic.Pointer[File]
 
-	active   bool      // read something in the last pass: check it even between scans
+	active   bool      // read something in the last pass, or left behind by the rate limit: check it even between scans
 	lastData time.Time // when the file last grew (or was opened)
 	goneAt   time.Time // when a scan first did not find it; zero while found
 	skipped  bool      // started past its first byte (ReadFrom tail, IgnoreOlder): never removed (Options.Cleanup)

@@ -3,6 +3,8 @@ package tail
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +160,89 @@ func TestRateLimitDrainIsNotLimited(t *testing.T) {
 	if got := len(s.texts()); got != 1000 {
 		t.Errorf("drain handed on %d lines, want all 1000", got)
 	}
+}
+
+// TestRateLimitBoundaries: whatever the budgets, buffer size and line limit, and however the
+// writes and the polls fall, every record is handed on once, whole (or cut to MaxLineBytes as
+// without a budget), in order: no line is lost or repeated where a budget stops a read, a
+// partial line waits in the splitter, or a multiline record spans reads. Seeded, so a failure
+// names its case.
+func TestRateLimitBoundaries(t *testing.T) {
+	for seed := range uint64(150) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		maxLine := 60 + r.IntN(300)
+		multi := r.IntN(2) == 0
+		eol := "\n"
+		if r.IntN(3) == 0 {
+			eol = "\r\n"
+		}
+		var content strings.Builder
+		var want []string
+		for i := range 20 + r.IntN(100) {
+			rec := fmt.Sprintf("L%d %s", i, strings.Repeat("x", r.IntN(400)))
+			content.WriteString(rec + eol)
+			rec = rec[:min(len(rec), maxLine)]
+			if multi {
+				for range r.IntN(3) {
+					more := "\tat " + strings.Repeat("y", r.IntN(60))
+					content.WriteString(more + eol)
+					rec += "\n" + more
+				}
+				rec = rec[:min(len(rec), maxLine)]
+			}
+			want = append(want, rec)
+		}
+		rl := &config.RateLimit{}
+		if r.IntN(3) != 0 {
+			rl.BytesPerSecond = int64(1 + r.IntN(3000))
+		}
+		if rl.BytesPerSecond == 0 || r.IntN(2) == 0 {
+			rl.LinesPerSecond = int64(1 + r.IntN(30))
+		}
+		opts := Options{Paths: []string{t.TempDir() + "/a.log"}, MaxLineBytes: maxLine, BufferSize: 64 + r.IntN(500), RateLimit: rl}
+		if multi {
+			opts.Multiline = &config.Multiline{FirstLine: "^L", FlushTimeout: config.Duration(time.Hour)}
+		}
+		writeFile(t, opts.Paths[0], "")
+		s := &sink{ack: true}
+		in := newInput(t, opts, s)
+		c := newClock()
+		all := content.String()
+		for written := 0; written < len(all) || r.IntN(5) != 0; {
+			n := min(len(all)-written, r.IntN(400))
+			appendFile(t, opts.Paths[0], all[written:written+n])
+			written += n
+			pollAll(t, in, c.advance(time.Duration(r.IntN(300))*time.Millisecond))
+		}
+		if err := in.Drain(context.Background(), c.advance(time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.texts(); !slices.Equal(got, want) {
+			t.Logf("seed %d: %+v, maxLineBytes %d, buffer %d, multiline %v, eol %q", seed, *rl, maxLine, opts.BufferSize, multi, eol)
+			equal(t, "records", got, want)
+			return
+		}
+	}
+}
+
+// TestRateLimitCopytruncateBehind: a file behind its budget is checked before each read, as a
+// file being read is: truncated in place (copytruncate) and written again past the offset the
+// budget left it at, between two scans, its new lines are read from their start, once, and
+// never taken for the rest of the old content.
+func TestRateLimitCopytruncateBehind(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/app.log"
+	writeFile(t, p, lines100("old", 100))
+	s := &sink{ack: true}
+	in := newInput(t, Options{Paths: []string{p}, ScanInterval: time.Hour, RateLimit: &config.RateLimit{BytesPerSecond: 1000}}, s)
+	c := newClock()
+	pollAll(t, in, c.now())                        // the burst: 10 lines
+	pollAll(t, in, c.advance(50*time.Millisecond)) // not ready yet
+	writeFile(t, p, lines100("new", 50))           // truncated, and written past the old offset
+	for range 100 {
+		pollAll(t, in, c.advance(100*time.Millisecond))
+	}
+	old, cur := s.byPrefix("old ")
+	equal(t, "old lines", old, split(lines100("old", 10)))
+	equal(t, "new lines", cur, split(lines100("new", 50)))
 }

@@ -134,7 +134,7 @@ func (t *Tailer) scan(now time.Time) {
 	}
 	tr := t.tr
 	clear(tr.seen)
-	t.liveNewest = time.Time{}
+	clear(t.live)
 	var cands []*candidate
 	for _, p := range paths {
 		fi, err := os.Stat(p)
@@ -145,10 +145,10 @@ func (t *Tailer) scan(now time.Time) {
 		if !fi.Mode().IsRegular() {
 			continue
 		}
-		if t.cleanup != nil && !t.cleanup.Match(p) && fi.ModTime().After(t.liveNewest) {
-			t.liveNewest = fi.ModTime()
-		}
 		id, ok := fingerprint.IDOf(fi)
+		if ok && t.cleanup != nil && !t.cleanup.Match(p) && fi.ModTime().After(t.live[id]) {
+			t.live[id] = fi.ModTime()
+		}
 		if !ok || tr.seen[id] {
 			continue // the same file through a second path (a link)
 		}

@@ -195,9 +195,10 @@ type Tailer struct {
 	lastClean    time.Time
 	lastCleanErr string
 	removeErr    map[fingerprint.ID]string // last error removing each file, to log it once
-	// liveNewest is the latest modification time, at the last full scan, of the files found that
-	// the cleanup globs do not match.
-	liveNewest time.Time
+	// live are the modification times, at the last full scan, of the files found that the
+	// cleanup globs do not match, by inode: a file seen under a second name (a symlink, a hard
+	// link) is not newer than itself.
+	live map[fingerprint.ID]time.Time
 }
 
 // New returns a Tailer for opts that hands records to sink. It does no I/O; the first Poll
@@ -275,6 +276,7 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 			return nil, fmt.Errorf("input %q: cleanup: %w", opts.Container, err)
 		}
 		t.removeErr = map[fingerprint.ID]string{}
+		t.live = map[fingerprint.ID]time.Time{}
 		t.m.addCleanup()
 	}
 	for _, e := range opts.Positions {
@@ -332,8 +334,11 @@ func (t *Tailer) readAll(now time.Time) int64 {
 	n := len(t.open)
 	if t.limit != nil && n > 0 && !t.limit.Ready(now) {
 		for _, f := range t.open {
-			f.active = false
-			t.throttled = t.throttled || f.pos.Offset < f.pos.Size
+			behind := f.pos.Offset < f.pos.Size
+			// A file left behind is checked before its next read, as one being read is: a
+			// truncation between two scans must be seen before its new bytes are read as the old.
+			f.active = behind
+			t.throttled = t.throttled || behind
 		}
 		return 0
 	}
@@ -346,7 +351,7 @@ func (t *Tailer) readAll(now time.Time) int64 {
 	for i := range n {
 		f := t.open[(start+i)%n]
 		read := t.read(f, now, perFile)
-		f.active = read > 0
+		f.active = read > 0 || t.limit != nil && f.pos.Offset < f.pos.Size
 		total += read
 	}
 	return total
