@@ -27,7 +27,10 @@ type Workload struct {
 
 // SetWorkload writes w into the configuration of the agent that Inject added to pod, which it
 // mutates, and reports whether that changed the pod: a pod whose agent already says w (or that
-// has no agent) is left as it is, so applying it again changes nothing.
+// has no agent) is left as it is, so applying it again changes nothing. When the namespace's
+// labels would make the configuration too large, it writes the owners without them and returns
+// an error that says so with changed true (if the owners changed anything): aggregators route
+// by the workload, which a few short names give, while a namespace's labels have no bound.
 //
 // It is apart from Inject, and not part of the digest in the status, because it describes where
 // the pod runs rather than what it asks for: a template injected by `sidelog inject` must not be
@@ -67,12 +70,27 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("injector: encoding the agent config: %w", err)
 	}
+	if len(b) <= maxConfigBytes {
+		env.Value = string(b)
+		return true, nil
+	}
+	tooLarge := fmt.Errorf("injector: the agent's configuration with its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
+		len(c.NamespaceLabels), len(b), maxConfigBytes)
+	if len(c.NamespaceLabels) == 0 {
+		return false, tooLarge
+	}
+	c.NamespaceLabels = nil // not known, rather than the labels of an earlier admission
+	if b, err = c.Encode(); err != nil {
+		return false, fmt.Errorf("injector: encoding the agent config: %w", err)
+	}
 	if len(b) > maxConfigBytes {
-		return false, fmt.Errorf("injector: the agent's configuration with the pod's owners and its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
-			len(c.NamespaceLabels), len(b), maxConfigBytes)
+		return false, tooLarge
+	}
+	if env.Value == string(b) {
+		return false, tooLarge
 	}
 	env.Value = string(b)
-	return true, nil
+	return true, tooLarge
 }
 
 // agentConfigEnv is the agent container's config.Env variable, nil when the pod has no agent

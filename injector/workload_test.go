@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -153,8 +154,42 @@ func TestSetWorkloadRefuses(t *testing.T) {
 	}
 }
 
+// TestSetWorkloadTooManyLabels: a namespace whose labels would outgrow the agent's environment
+// variable costs the records those labels, not the pod's workload: the owners are a few short
+// names, and they are what aggregators route by.
+func TestSetWorkloadTooManyLabels(t *testing.T) {
+	pod, _, err := Inject(basePod(tailApp()), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := map[string]string{}
+	for i := range 1200 {
+		huge[fmt.Sprintf("example.com/label-%04d", i)] = strings.Repeat("v", 63)
+	}
+	w := Workload{Owners: deploymentWorkload.Owners, NamespaceLabels: huge}
+	changed, err := SetWorkload(pod, w)
+	if err == nil || !strings.Contains(err.Error(), "1200 labels") || !strings.Contains(err.Error(), "without them") {
+		t.Errorf("SetWorkload = %v, want an error that says the 1200 labels are left out", err)
+	}
+	if !changed {
+		t.Fatal("SetWorkload left the configuration as it was, want the owners written")
+	}
+	c := agentDoc(t, pod)
+	if diff := cmp.Diff(w.Owners, c.Owners); diff != "" {
+		t.Errorf("owners (-want +got):\n%s", diff)
+	}
+	if c.NamespaceLabels != nil {
+		t.Errorf("namespace labels %d, want none (not known)", len(c.NamespaceLabels))
+	}
+	// The webhook admits the same pod again (a reinvocation): nothing more to change.
+	if changed, err := SetWorkload(pod, w); changed || err == nil {
+		t.Errorf("the same workload again: changed %v, %v, want unchanged with the same error", changed, err)
+	}
+}
+
 // FuzzSetWorkload: whatever owners and labels the webhook passes, SetWorkload never panics,
-// leaves the pod unchanged when it refuses them, writes a configuration the agent accepts when it
+// leaves the pod unchanged when it refuses them (or writes the owners alone when the labels are
+// too large), writes a configuration the agent accepts when it
 // takes them, and changes nothing when given them again.
 func FuzzSetWorkload(f *testing.F) {
 	f.Add("ReplicaSet", "web-5d8f", "Deployment", "web", "team", "payments")
@@ -173,8 +208,15 @@ func FuzzSetWorkload(f *testing.F) {
 		w := Workload{Owners: owners, NamespaceLabels: map[string]string{key: value}}
 		pod := base.DeepCopy()
 		changed, err := SetWorkload(pod, w)
+		if err != nil && changed {
+			// A label too large for the environment: the owners go without it.
+			if c, perr := config.Parse([]byte(agentConfigEnv(pod).Value)); perr != nil || !slices.Equal(c.Owners, owners) || c.NamespaceLabels != nil {
+				t.Fatalf("took the owners only (%v), but the configuration is %+v, %v", err, c, perr)
+			}
+			return
+		}
 		if err != nil {
-			if changed || cmp.Diff(base, pod) != "" {
+			if cmp.Diff(base, pod) != "" {
 				t.Fatalf("refused (%v) but changed the pod", err)
 			}
 			return

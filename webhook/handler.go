@@ -198,8 +198,9 @@ func (h *Handler) setWorkload(ctx context.Context, namespace string, pod *corev1
 	}
 	changed, err := injector.SetWorkload(mutated, injector.Workload{Owners: owners, NamespaceLabels: nsLabels})
 	if err != nil {
-		logf.FromContext(ctx).Error(err, "the agent's records will not carry the pod's workload")
-		return false, "sidelog: " + err.Error()
+		// Changed all the same when only the namespace's labels were left out.
+		logf.FromContext(ctx).Error(err, "the agent's records will not carry all of the pod's workload")
+		return changed, "sidelog: " + err.Error()
 	}
 	if warning != "" {
 		logf.FromContext(ctx).Info("owner lookup failed", "warning", warning)

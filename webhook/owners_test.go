@@ -3,6 +3,8 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -202,5 +204,42 @@ func TestHandleWorkload(t *testing.T) {
 				t.Errorf("warnings %q, want one containing %q", resp.Warnings, tt.warning)
 			}
 		})
+	}
+}
+
+// TestHandleWorkloadTooManyLabels: a pod injected before (sidelog inject) in a namespace whose
+// labels would outgrow the agent's environment variable is told its workload all the same, with
+// a warning that its records go without the namespace's labels.
+func TestHandleWorkloadTooManyLabels(t *testing.T) {
+	ns := namespace("shop", true, nil)
+	for i := range 1200 {
+		ns.Labels[fmt.Sprintf("example.com/label-%04d", i)] = strings.Repeat("v", 63)
+	}
+	dep := controllerRef(deploymentKind, "web", "d-1")
+	c := fake.NewClientBuilder().WithObjects(ns, replicaSet("web-5d8f", "rs-1", &dep)).Build()
+	h := NewHandler(c, StaticPolicy(injector.DefaultPolicy()), ownNS)
+	h.Owners = NewOwnerResolver(c, func() bool { return true }, c)
+	template, _, err := injector.Inject(appPod(map[string]string{
+		injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224",
+	}), nil, injector.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	template.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
+	req := podRequest(t, "shop", admissionv1.Create, template)
+	resp := h.Handle(context.Background(), req)
+	if !resp.Allowed {
+		t.Fatalf("refused: %+v", resp.Result)
+	}
+	cfg := agentConfig(t, applied(t, req, resp))
+	want := []config.Owner{{Kind: "ReplicaSet", Name: "web-5d8f"}, {Kind: "Deployment", Name: "web"}}
+	if diff := cmp.Diff(want, cfg.Owners); diff != "" {
+		t.Errorf("owners (-want +got):\n%s", diff)
+	}
+	if cfg.NamespaceLabels != nil {
+		t.Errorf("%d namespace labels, want none", len(cfg.NamespaceLabels))
+	}
+	if !slices.ContainsFunc(resp.Warnings, func(w string) bool { return strings.Contains(w, "1202 labels") }) {
+		t.Errorf("warnings %q, want one that says the namespace's labels are left out", resp.Warnings)
 	}
 }
