@@ -23,8 +23,9 @@ import (
 // differ in any byte (a StatefulSet's, a DaemonSet's, bare pods) are answered as before.
 //
 // An answer is a pure function of what it is kept with: the pod's JSON as the API server sent
-// it, its namespace's name, annotations and labels (the agent is told them), and the cluster policy (the same *Policy
-// until a reload replaces it). Each is compared whole on a hit; the hash only finds the
+// it, its namespace's name, annotations and labels (the agent is told them), the cluster policy (the same *Policy
+// until a reload replaces it), and the generation of the owners' cache (OwnerResolver.Generation:
+// a ReplicaSet adopted by another Deployment has the same pods). Each is compared whole on a hit; the hash only finds the
 // candidate. Only answers are kept, never errors, and the whole is bounded in bytes.
 type answers struct {
 	seed maphash.Seed
@@ -43,6 +44,7 @@ type answer struct {
 	defaults  map[string]string // the namespace's annotations
 	labels    map[string]string // the namespace's labels
 	policy    *injector.Policy
+	owners    uint64 // OwnerResolver.Generation
 	resp      admission.Response
 	outcome   string
 }
@@ -58,24 +60,25 @@ func newAnswers(maxBytes int) *answers {
 	return &answers{seed: maphash.MakeSeed(), entries: map[uint64]*answer{}, max: maxBytes}
 }
 
-// get returns a copy of the answer remembered for this pod, namespace and policy.
-func (c *answers) get(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy) (admission.Response, string, bool) {
+// get returns a copy of the answer remembered for this pod, namespace, policy and owners'
+// generation.
+func (c *answers) get(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy, owners uint64) (admission.Response, string, bool) {
 	h := maphash.Bytes(c.seed, raw)
 	c.mu.Lock()
 	a, ok := c.entries[h]
 	c.mu.Unlock()
-	if !ok || a.policy != p || a.namespace != namespace || !maps.Equal(a.defaults, defaults) || !maps.Equal(a.labels, labels) || !bytes.Equal(a.raw, raw) {
+	if !ok || a.policy != p || a.owners != owners || a.namespace != namespace || !maps.Equal(a.defaults, defaults) || !maps.Equal(a.labels, labels) || !bytes.Equal(a.raw, raw) {
 		return admission.Response{}, "", false
 	}
 	return a.copyResponse(), a.outcome, true
 }
 
-// put remembers resp, the answer for this pod, namespace and policy. It keeps raw and
+// put remembers resp, the answer for this pod, namespace, policy and owners' generation. It keeps raw and
 // resp.Patch, which no one may change afterwards: the request's object is the admission
 // package's copy of the body, made for this request, and the patch is encoded for this answer
 // and only read when it is sent.
-func (c *answers) put(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy, resp admission.Response, outcome string) {
-	a := &answer{raw: raw, namespace: namespace, defaults: maps.Clone(defaults), labels: maps.Clone(labels), policy: p, outcome: outcome}
+func (c *answers) put(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy, owners uint64, resp admission.Response, outcome string) {
+	a := &answer{raw: raw, namespace: namespace, defaults: maps.Clone(defaults), labels: maps.Clone(labels), policy: p, owners: owners, outcome: outcome}
 	a.resp = resp
 	a.resp.Result = cloneStatus(resp.Result)
 	a.resp.Warnings = slices.Clone(resp.Warnings)

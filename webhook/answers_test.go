@@ -108,32 +108,35 @@ func TestAnswersBound(t *testing.T) {
 	}
 	resp := admission.Allowed("ok")
 	for i := range 200 {
-		c.put(raw(i), "ns", nil, nil, p, resp, OutcomeSkipped)
+		c.put(raw(i), "ns", nil, nil, p, 0, resp, OutcomeSkipped)
 		if c.bytes > max {
 			t.Fatalf("after %d answers the cache holds %d bytes, above its bound %d", i+1, c.bytes, max)
 		}
 	}
-	if _, _, ok := c.get(raw(199), "ns", nil, nil, p); !ok {
+	if _, _, ok := c.get(raw(199), "ns", nil, nil, p, 0); !ok {
 		t.Fatal("the newest answer was dropped")
 	}
-	if _, _, ok := c.get(raw(0), "ns", nil, nil, p); ok {
+	if _, _, ok := c.get(raw(0), "ns", nil, nil, p, 0); ok {
 		t.Fatal("the oldest answer is still there past the bound")
 	}
 	if len(c.entries) != len(c.order) || len(c.entries) < 20 {
 		t.Fatalf("%d entries, %d in order: want the same number, and most of what fits", len(c.entries), len(c.order))
 	}
 	huge := []byte(`{"metadata":{"name":"huge"},` + strings.Repeat(" ", answerMaxBytes) + `}`)
-	c.put(huge, "ns", nil, nil, p, resp, OutcomeSkipped)
-	if _, _, ok := c.get(huge, "ns", nil, nil, p); ok {
+	c.put(huge, "ns", nil, nil, p, 0, resp, OutcomeSkipped)
+	if _, _, ok := c.get(huge, "ns", nil, nil, p, 0); ok {
 		t.Fatal("a pod larger than answerMaxBytes was remembered")
 	}
-	if _, _, ok := c.get(raw(199), "ns", map[string]string{"a": "b"}, nil, p); ok {
+	if _, _, ok := c.get(raw(199), "ns", map[string]string{"a": "b"}, nil, p, 0); ok {
 		t.Fatal("an answer was given for other namespace defaults")
 	}
-	if _, _, ok := c.get(raw(199), "ns", nil, map[string]string{"team": "a"}, p); ok {
+	if _, _, ok := c.get(raw(199), "ns", nil, map[string]string{"team": "a"}, p, 0); ok {
 		t.Fatal("an answer was given for other namespace labels")
 	}
-	if _, _, ok := c.get(raw(199), "ns", nil, nil, injector.DefaultPolicy()); ok {
+	if _, _, ok := c.get(raw(199), "ns", nil, nil, injector.DefaultPolicy(), 0); ok {
 		t.Fatal("an answer was given for another policy")
+	}
+	if _, _, ok := c.get(raw(199), "ns", nil, nil, p, 2); ok {
+		t.Fatal("an answer was given in another generation of the owners' cache")
 	}
 }

@@ -128,12 +128,14 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if policy == nil {
 		return admission.Errored(http.StatusServiceUnavailable, errNoPolicy), OutcomeError
 	}
-	if resp, outcome, ok := h.answers.get(req.Object.Raw, req.Namespace, ns.Annotations, ns.Labels, policy); ok {
+	// Read before the owners are: a change seen while they are read makes this answer stale.
+	owners := h.Owners.Generation()
+	if resp, outcome, ok := h.answers.get(req.Object.Raw, req.Namespace, ns.Annotations, ns.Labels, policy, owners); ok {
 		return resp, outcome
 	}
 	resp, outcome, keep := h.inject(ctx, req, ns, policy)
 	if outcome != OutcomeError && keep {
-		h.answers.put(req.Object.Raw, req.Namespace, ns.Annotations, ns.Labels, policy, resp, outcome)
+		h.answers.put(req.Object.Raw, req.Namespace, ns.Annotations, ns.Labels, policy, owners, resp, outcome)
 	}
 	return resp, outcome
 }
@@ -141,9 +143,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 // inject answers for the pod in req, in namespace ns (its annotations are the defaults, its
 // labels go to the agent), under policy p. keep is false for an answer that may not be given
 // again to the same pod: one whose owners could not be read, which the next pod of the
-// ReplicaSet or Job may get right. Otherwise the owners are as much a function of the pod's
-// bytes as the rest: its controller reference names the ReplicaSet or Job by uid, and their
-// own controller does not change.
+// ReplicaSet or Job may get right. Otherwise the owners are a function of the pod's bytes (its
+// controller reference names the ReplicaSet or Job by uid) and of the owners' cache, whose
+// generation the answer is remembered with: a ReplicaSet's own controller can change.
 func (h *Handler) inject(ctx context.Context, req admission.Request, ns *metav1.PartialObjectMetadata, p *injector.Policy) (resp admission.Response, outcome string, keep bool) {
 	defaults := ns.Annotations
 	pod := &corev1.Pod{}

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -40,6 +41,9 @@ type OwnerResolver struct {
 	cached client.Reader
 	synced func() bool
 	live   client.Reader
+	// changes counts the cached ReplicaSets and Jobs whose own controller changed (see
+	// Generation).
+	changes atomic.Uint64
 }
 
 // NewOwnerResolver returns an OwnerResolver that reads cached while synced says it has synced,
@@ -89,6 +93,37 @@ func (r *OwnerResolver) Owners(ctx context.Context, namespace string, pod *corev
 		owners = append(owners, config.Owner{Kind: parent.Kind, Name: parent.Name})
 	}
 	return owners, ""
+}
+
+// Generation is a number that changes whenever an answer of Owners may have changed although the
+// pod did not: when a cached ReplicaSet or Job changes its own controller (orphaned, or adopted
+// by another Deployment: a Deployment renamed without restarting its pods is deleted with
+// --cascade=orphan and created anew under its new name), and when the cache syncs (a change
+// while it listed is no update). The pods of such a ReplicaSet keep the bytes they had, so an
+// answer remembered for them is given only in the generation it was computed in.
+func (r *OwnerResolver) Generation() uint64 {
+	if r == nil {
+		return 0
+	}
+	g := r.changes.Load() << 1
+	if r.synced() {
+		g |= 1
+	}
+	return g
+}
+
+// controllerChanged is the cache's update handler: it counts an update that changed the object's
+// controller. Others (a ReplicaSet scaled, a Job's status) change nothing Owners reads.
+func (r *OwnerResolver) controllerChanged(oldObj, newObj any) {
+	o, ok := oldObj.(metav1.Object)
+	n, ok2 := newObj.(metav1.Object)
+	if !ok || !ok2 {
+		return
+	}
+	a, b := metav1.GetControllerOfNoCopy(o), metav1.GetControllerOfNoCopy(n)
+	if (a == nil) != (b == nil) || a != nil && (a.UID != b.UID || a.Kind != b.Kind || a.Name != b.Name) {
+		r.changes.Add(1)
+	}
 }
 
 // Sources of an owner's metadata, the values of the result label of ownerLookups.

@@ -243,3 +243,59 @@ func TestHandleWorkloadTooManyLabels(t *testing.T) {
 		t.Errorf("warnings %q, want one that says the namespace's labels are left out", resp.Warnings)
 	}
 }
+
+// TestHandleAdoption: a ReplicaSet orphaned and adopted by another Deployment (a Deployment
+// renamed without restarting its pods) sends pods byte for byte the same as before; the next one
+// names the new Deployment, not the one of the answer remembered before the cache saw the change.
+func TestHandleAdoption(t *testing.T) {
+	ctx := context.Background()
+	dep := controllerRef(deploymentKind, "web", "d-1")
+	rs := replicaSet("web-5d8f", "rs-1", &dep)
+	c := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil), rs).Build()
+	h := NewHandler(c, StaticPolicy(injector.DefaultPolicy()), ownNS)
+	h.Owners = NewOwnerResolver(c, func() bool { return true }, c)
+	pod := appPod(map[string]string{injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
+	pod.Name, pod.GenerateName = "", "web-5d8f-"
+	pod.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
+
+	workload := func() config.Owner {
+		t.Helper()
+		req := podRequest(t, "shop", admissionv1.Create, pod)
+		resp := h.Handle(ctx, req)
+		if !resp.Allowed {
+			t.Fatalf("refused: %+v", resp.Result)
+		}
+		w, _ := config.Workload(agentConfig(t, applied(t, req, resp)).Owners)
+		return w
+	}
+	if w := workload(); w.Name != "web" {
+		t.Fatalf("workload %v, want Deployment web", w)
+	}
+	for _, step := range []struct {
+		name  string
+		owner *metav1.OwnerReference
+		want  config.Owner
+	}{
+		{"orphaned", nil, config.Owner{Kind: "ReplicaSet", Name: "web-5d8f"}},
+		{"adopted", new(controllerRef(deploymentKind, "shop-web", "d-2")), config.Owner{Kind: "Deployment", Name: "shop-web"}},
+		{"resynced, no change", new(controllerRef(deploymentKind, "shop-web", "d-2")), config.Owner{Kind: "Deployment", Name: "shop-web"}},
+	} {
+		old := rs.DeepCopy()
+		rs.OwnerReferences = nil
+		if step.owner != nil {
+			rs.OwnerReferences = []metav1.OwnerReference{*step.owner}
+		}
+		if err := c.Update(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		// As the cache's informer tells the resolver (newOwnerResolver).
+		gen := h.Owners.Generation()
+		h.Owners.controllerChanged(old, rs)
+		if changed := h.Owners.Generation() != gen; changed != (step.name != "resynced, no change") {
+			t.Errorf("%s: generation changed %v", step.name, changed)
+		}
+		if w := workload(); w != step.want {
+			t.Errorf("%s: workload %v, want %v", step.name, w, step.want)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -315,24 +316,29 @@ func newOwnerResolver(mgr manager.Manager, scheme *runtime.Scheme) (*OwnerResolv
 		return nil, fmt.Errorf("creating the owners' cache: %w", err)
 	}
 	var informers []cache.Informer
-	for _, obj := range ownerMetadata() {
-		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
-		if err != nil {
-			return nil, fmt.Errorf("watching %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
-		}
-		informers = append(informers, inf)
-	}
-	if err := mgr.Add(backgroundCache{c}); err != nil {
-		return nil, err
-	}
-	return NewOwnerResolver(c, func() bool {
+	r := NewOwnerResolver(c, func() bool {
 		for _, inf := range informers {
 			if !inf.HasSynced() {
 				return false
 			}
 		}
 		return true
-	}, mgr.GetAPIReader()), nil
+	}, mgr.GetAPIReader())
+	for _, obj := range ownerMetadata() {
+		kind := obj.GetObjectKind().GroupVersionKind().Kind
+		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("watching %s: %w", kind, err)
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{UpdateFunc: r.controllerChanged}); err != nil {
+			return nil, fmt.Errorf("watching %s: %w", kind, err)
+		}
+		informers = append(informers, inf)
+	}
+	if err := mgr.Add(backgroundCache{c}); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // backgroundCache runs a cache that nothing waits for.
