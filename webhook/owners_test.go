@@ -14,11 +14,14 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/cache/informertest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllertest"
 
 	"github.com/sidelog/sidelog/injector"
 	"github.com/sidelog/sidelog/sidecar/config"
@@ -297,5 +300,58 @@ func TestHandleAdoption(t *testing.T) {
 		if w := workload(); w != step.want {
 			t.Errorf("%s: workload %v, want %v", step.name, w, step.want)
 		}
+	}
+}
+
+// TestWatchOwners: the owners' cache's informers move the resolver's generation on an update
+// that changes a ReplicaSet's or Job's controller, and when they have synced; not on others.
+func TestWatchOwners(t *testing.T) {
+	// The fake informers key by the object's type: both owners' metadata share one.
+	s := runtime.NewScheme()
+	for _, obj := range ownerMetadata() {
+		s.AddKnownTypeWithName(obj.GetObjectKind().GroupVersionKind(), &metav1.PartialObjectMetadata{})
+	}
+	informers := &informertest.FakeInformers{Scheme: s}
+	r, err := watchOwners(informers, fake.NewClientBuilder().Build())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fakes []*controllertest.FakeInformer
+	for _, obj := range ownerMetadata() {
+		inf, err := informers.FakeInformerFor(context.Background(), obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(fakes, inf) {
+			fakes = append(fakes, inf)
+		}
+	}
+	dep, other := controllerRef(deploymentKind, "web", "d-1"), controllerRef(deploymentKind, "shop-web", "d-2")
+	scaled := replicaSet("web-5d8f", "rs-1", &dep)
+	scaled.Spec.Replicas = new(int32(3))
+	for _, tt := range []struct {
+		name     string
+		old, new metav1.Object
+		changes  bool
+	}{
+		{"scaled", replicaSet("web-5d8f", "rs-1", &dep), scaled, false},
+		{"resynced", replicaSet("web-5d8f", "rs-1", &dep), replicaSet("web-5d8f", "rs-1", &dep), false},
+		{"orphaned", replicaSet("web-5d8f", "rs-1", &dep), replicaSet("web-5d8f", "rs-1", nil), true},
+		{"adopted", replicaSet("web-5d8f", "rs-1", nil), replicaSet("web-5d8f", "rs-1", &other), true},
+		{"another owner of the same name", job("nightly-1", "j-1", &dep), job("nightly-1", "j-1", new(controllerRef(deploymentKind, "web", "d-3"))), true},
+	} {
+		for i, inf := range fakes {
+			before := r.Generation()
+			inf.Update(tt.old, tt.new)
+			if changed := r.Generation() != before; changed != tt.changes {
+				t.Errorf("%s, informer %d: generation changed %v, want %v", tt.name, i, changed, tt.changes)
+			}
+		}
+	}
+	// The fake informers are synced from the start; an unsynced cache is another generation.
+	synced := r.Generation()
+	r.synced = func() bool { return false }
+	if r.Generation() == synced {
+		t.Error("the generation is the same before and after the cache synced")
 	}
 }

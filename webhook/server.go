@@ -315,6 +315,20 @@ func newOwnerResolver(mgr manager.Manager, scheme *runtime.Scheme) (*OwnerResolv
 	if err != nil {
 		return nil, fmt.Errorf("creating the owners' cache: %w", err)
 	}
+	r, err := watchOwners(c, mgr.GetAPIReader())
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(backgroundCache{c}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// watchOwners returns the OwnerResolver that reads c, synced when c's informers of the owners
+// are, and live for what c has not seen; c's informers tell it of the updates that change an
+// owner's controller (OwnerResolver.Generation).
+func watchOwners(c cache.Cache, live client.Reader) (*OwnerResolver, error) {
 	var informers []cache.Informer
 	r := NewOwnerResolver(c, func() bool {
 		for _, inf := range informers {
@@ -323,7 +337,7 @@ func newOwnerResolver(mgr manager.Manager, scheme *runtime.Scheme) (*OwnerResolv
 			}
 		}
 		return true
-	}, mgr.GetAPIReader())
+	}, live)
 	for _, obj := range ownerMetadata() {
 		kind := obj.GetObjectKind().GroupVersionKind().Kind
 		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
@@ -334,9 +348,6 @@ func newOwnerResolver(mgr manager.Manager, scheme *runtime.Scheme) (*OwnerResolv
 			return nil, fmt.Errorf("watching %s: %w", kind, err)
 		}
 		informers = append(informers, inf)
-	}
-	if err := mgr.Add(backgroundCache{c}); err != nil {
-		return nil, err
 	}
 	return r, nil
 }
