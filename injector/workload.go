@@ -28,9 +28,10 @@ type Workload struct {
 // SetWorkload writes w into the configuration of the agent that Inject added to pod, which it
 // mutates, and reports whether that changed the pod: a pod whose agent already says w (or that
 // has no agent) is left as it is, so applying it again changes nothing. When the namespace's
-// labels would make the configuration too large, it writes the owners without them and returns
-// an error that says so with changed true (if the owners changed anything): aggregators route
-// by the workload, which a few short names give, while a namespace's labels have no bound.
+// labels are more than every record should carry (maxNamespaceLabelBytes) or would make the
+// configuration too large, it writes the owners without them and returns an error that says so,
+// with changed true if the owners changed anything: aggregators route by the workload, which a
+// few short names give, while a namespace's labels have no bound.
 //
 // It is apart from Inject, and not part of the digest in the status, because it describes where
 // the pod runs rather than what it asks for: a template injected by `sidelog inject` must not be
@@ -66,31 +67,45 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 	if err := c.Validate(); err != nil {
 		return false, fmt.Errorf("injector: the agent's configuration with the pod's workload would be invalid: %w", err)
 	}
+	var left error // why the namespace's labels were left out, nil if they were not
+	if n := labelBytes(c.NamespaceLabels); n > maxNamespaceLabelBytes {
+		left = fmt.Errorf("injector: the namespace's %d labels take %d bytes, more than the %d that every record may carry: records go without them",
+			len(c.NamespaceLabels), n, maxNamespaceLabelBytes)
+		c.NamespaceLabels = nil // not known, rather than the labels of an earlier admission
+	}
 	b, err := c.Encode()
+	if err == nil && len(b) > maxConfigBytes && len(c.NamespaceLabels) > 0 {
+		left = fmt.Errorf("injector: the agent's configuration with its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
+			len(c.NamespaceLabels), len(b), maxConfigBytes)
+		c.NamespaceLabels = nil
+		b, err = c.Encode()
+	}
 	if err != nil {
 		return false, fmt.Errorf("injector: encoding the agent config: %w", err)
 	}
-	if len(b) <= maxConfigBytes {
-		env.Value = string(b)
-		return true, nil
-	}
-	tooLarge := fmt.Errorf("injector: the agent's configuration with its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
-		len(c.NamespaceLabels), len(b), maxConfigBytes)
-	if len(c.NamespaceLabels) == 0 {
-		return false, tooLarge
-	}
-	c.NamespaceLabels = nil // not known, rather than the labels of an earlier admission
-	if b, err = c.Encode(); err != nil {
-		return false, fmt.Errorf("injector: encoding the agent config: %w", err)
-	}
 	if len(b) > maxConfigBytes {
-		return false, tooLarge
+		return false, fmt.Errorf("injector: the agent's configuration with the pod's owners would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
+			len(b), maxConfigBytes)
 	}
 	if env.Value == string(b) {
-		return false, tooLarge
+		return false, left
 	}
 	env.Value = string(b)
-	return true, tooLarge
+	return true, left
+}
+
+// maxNamespaceLabelBytes bounds the namespace's labels (keys and values) that the agent is told.
+// Every record carries them (forward: in each record's kubernetes map), so a namespace labelled
+// without measure would make each 200-byte line a record of that size, and a batch of 1 MiB a
+// few dozen lines. A namespace's labels usually take a few hundred bytes.
+const maxNamespaceLabelBytes = 8 << 10
+
+func labelBytes(labels map[string]string) int {
+	n := 0
+	for k, v := range labels {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // agentConfigEnv is the agent container's config.Env variable, nil when the pod has no agent

@@ -138,7 +138,7 @@ func TestSetWorkloadRefuses(t *testing.T) {
 		set  Workload
 		want string
 	}{
-		{"too big for the environment", Workload{NamespaceLabels: huge}, "more than the 65536 an environment variable can safely carry"},
+		{"more labels than records should carry", Workload{NamespaceLabels: huge}, "more than the 8192 that every record may carry"},
 		{"a kind that is no kind", Workload{Owners: []config.Owner{{Kind: "apps/v1", Name: "x"}}}, `owners[0].kind: got "apps/v1"`},
 	} {
 		if changed, err := SetWorkload(pod, tt.set); changed || err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -184,6 +184,35 @@ func TestSetWorkloadTooManyLabels(t *testing.T) {
 	// The webhook admits the same pod again (a reinvocation): nothing more to change.
 	if changed, err := SetWorkload(pod, w); changed || err == nil {
 		t.Errorf("the same workload again: changed %v, %v, want unchanged with the same error", changed, err)
+	}
+
+	// Up to maxNamespaceLabelBytes they are kept; past it, or past what the environment
+	// variable carries with the rest of the configuration, they are left out.
+	atBudget := map[string]string{"team": strings.Repeat("t", maxNamespaceLabelBytes-len("team"))}
+	if _, err := SetWorkload(pod, Workload{NamespaceLabels: atBudget}); err != nil || agentDoc(t, pod).NamespaceLabels == nil {
+		t.Errorf("labels of %d bytes: %v, want them written", maxNamespaceLabelBytes, err)
+	}
+	atBudget["team"] += "t"
+	if _, err := SetWorkload(pod, Workload{NamespaceLabels: atBudget}); err == nil || agentDoc(t, pod).NamespaceLabels != nil {
+		t.Errorf("labels of %d bytes: %v, want them left out with an error", maxNamespaceLabelBytes+1, err)
+	}
+	big := agentDoc(t, pod)
+	big.NamespaceLabels = nil
+	var b []byte
+	for i := 0; len(b) < maxConfigBytes-6000; i++ { // room for the owners, not for 8 kB of labels
+		big.Inputs[0].Paths = append(big.Inputs[0].Paths, fmt.Sprintf("/var/log/app/%s-%03d/*.log", strings.Repeat("d", 40), i))
+		if b, err = big.Encode(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agentConfigEnv(pod).Value = string(b)
+	few := map[string]string{"team": strings.Repeat("t", 4000), "env": strings.Repeat("e", 4000)}
+	changed, err = SetWorkload(pod, Workload{Owners: []config.Owner{{Kind: "StatefulSet", Name: "db"}}, NamespaceLabels: few})
+	if !changed || err == nil || !strings.Contains(err.Error(), "an environment variable can safely carry") {
+		t.Errorf("a configuration near its bound: changed %v, %v, want the owners written and the labels left out", changed, err)
+	}
+	if c := agentDoc(t, pod); c.NamespaceLabels != nil || len(c.Owners) != 1 {
+		t.Errorf("a configuration near its bound: owners %v, %d namespace labels; want the StatefulSet and none", c.Owners, len(c.NamespaceLabels))
 	}
 }
 
