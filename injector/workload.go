@@ -47,6 +47,19 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 	if err := dec.Decode(&c); err != nil {
 		return false, fmt.Errorf("injector: reading the agent's configuration (%s) to add the pod's workload: %w", config.Env, err)
 	}
+	if !w.apply(&c) {
+		return false, nil
+	}
+	b, err := encodeWorkload(c)
+	if err != nil {
+		return false, err
+	}
+	env.Value = string(b)
+	return true, nil
+}
+
+// apply writes w into c and reports whether that changed c.
+func (w Workload) apply(c *config.Config) bool {
 	changed := false
 	if w.Owners != nil && !slices.Equal(w.Owners, c.Owners) {
 		c.Owners, changed = slices.Clone(w.Owners), true
@@ -57,22 +70,34 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 	if w.NamespaceLabels != nil && (c.NamespaceLabels == nil || !maps.Equal(w.NamespaceLabels, c.NamespaceLabels)) {
 		c.NamespaceLabels, changed = maps.Clone(w.NamespaceLabels), true
 	}
-	if !changed {
-		return false, nil
-	}
+	return changed
+}
+
+// withWorkload encodes c, a configuration the injector built, with w.
+func withWorkload(c config.Config, w Workload) ([]byte, error) {
+	w.apply(&c)
+	return encodeWorkload(c)
+}
+
+// encodeWorkload encodes c, which carries a workload, or says why the agent could not take it.
+func encodeWorkload(c config.Config) ([]byte, error) {
 	if err := c.Validate(); err != nil {
-		return false, fmt.Errorf("injector: the agent's configuration with the pod's workload would be invalid: %w", err)
+		return nil, fmt.Errorf("injector: the agent's configuration with the pod's workload would be invalid: %w", err)
 	}
 	b, err := c.Encode()
 	if err != nil {
-		return false, fmt.Errorf("injector: encoding the agent config: %w", err)
+		return nil, fmt.Errorf("injector: encoding the agent config: %w", err)
 	}
 	if len(b) > maxConfigBytes {
-		return false, fmt.Errorf("injector: the agent's configuration with the pod's owners and its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
+		return nil, fmt.Errorf("injector: the agent's configuration with the pod's owners and its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
 			len(c.NamespaceLabels), len(b), maxConfigBytes)
 	}
-	env.Value = string(b)
-	return true, nil
+	return b, nil
+}
+
+// workloadLeftOut is the warning for a workload that the agent's configuration could not carry.
+func workloadLeftOut(err error) string {
+	return "sidelog: " + err.Error()
 }
 
 // agentConfigEnv is the agent container's config.Env variable, nil when the pod has no agent
