@@ -285,6 +285,9 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 		t.live = map[fingerprint.ID]time.Time{}
 		t.m.addCleanup()
 	}
+	if t.limit != nil {
+		t.m.addRateLimit()
+	}
 	for _, e := range opts.Positions {
 		if e.Container != opts.Container || e.Offset <= 0 {
 			continue
@@ -316,6 +319,9 @@ func (t *Tailer) Poll(now time.Time) (int64, error) {
 		t.scan(now)
 	}
 	total := t.readAll(now)
+	if t.limit != nil {
+		t.m.throttled.Set(b2i(t.throttled))
+	}
 	for _, f := range t.open {
 		// A pending record of a file that the rate limit left behind may go on in the bytes not
 		// read yet: its flush timeout counts from when the reading catches up.
