@@ -77,7 +77,7 @@ var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, Upstre
 const maxConfigBytes = 64 << 10
 
 // agentConfig is the document the agent reads from config.Env.
-func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, error) {
+func agentConfig(pod *corev1.Pod, r *request, p *Policy, w Workload) ([]byte, []string, error) {
 	var warnings []string
 	drain, shortened := drainTimeout(p.DrainTimeout.D(), pod.Spec.TerminationGracePeriodSeconds)
 	if shortened {
@@ -129,6 +129,18 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy) ([]byte, []string, erro
 			last := &c.Inputs[len(c.Inputs)-1]
 			last.Cleanup, last.CleanupSettle = slices.Clone(in.cleanup), p.CleanupSettle
 		}
+	}
+	if w.Owners != nil || w.NamespaceLabels != nil {
+		// What the cluster says about the pod: when the agent could not take it, the pod
+		// goes without it, never refused (SetWorkload's checks).
+		b, labelsLeftOut, err := withWorkload(c, w)
+		if err == nil {
+			if labelsLeftOut != nil {
+				warnings = append(warnings, workloadLeftOut(labelsLeftOut))
+			}
+			return b, warnings, nil
+		}
+		warnings = append(warnings, workloadLeftOut(err))
 	}
 	// The annotations were checked one by one; this checks that together they make a document
 	// the agent accepts, so a pod is never started with an agent that refuses to run.
@@ -189,7 +201,7 @@ func agentContainer(pod *corev1.Pod, r *request, lm *logMounts, p *Policy, cfg [
 		Args:            slices.Clone(agentArgs),
 		Env:             env,
 
-		Resources:                *r.resources.DeepCopy(),
+		Resources:                r.resources, // the request's own copy of the policy's
 		VolumeMounts:             mounts,
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,

@@ -25,8 +25,12 @@ type Outcome struct {
 	// Injected says the agent is in the returned pod: added now, or found there.
 	Injected bool
 	// Changed says the returned pod differs from the input: the agent was added, injected
-	// anew because its inputs changed, or removed (an opt-out, or tail globs gone).
+	// anew because its inputs changed, or removed (an opt-out, or tail globs gone), or, with
+	// WorkloadOnly, told its workload.
 	Changed bool
+	// WorkloadOnly says that the only change is the workload that InjectFor wrote into the
+	// configuration of an agent injected before from the same inputs.
+	WorkloadOnly bool
 	// Reason says why Inject did not inject the agent now: "no sidelog.io/tail annotation",
 	// "sidelog.io/inject=false", "already injected", ...; empty when it injected the agent.
 	Reason string
@@ -72,6 +76,15 @@ type Status struct {
 // every part of the pod that the agent cannot work with, is an error (an *Error when a user
 // can fix it) whose message names the annotation and says what was expected.
 func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*corev1.Pod, Outcome, error) {
+	return InjectFor(pod, namespace, policy, Workload{})
+}
+
+// InjectFor is Inject that also tells the agent the pod's workload w (see SetWorkload): in the
+// configuration it writes, encoded once, or, for an agent injected before from the same inputs
+// (a template that went through sidelog inject), in the configuration that agent has, which is
+// then the only change (Outcome.WorkloadOnly). A workload the configuration cannot carry is left
+// out with a warning: the pod is never refused for it.
+func InjectFor(pod *corev1.Pod, namespace map[string]string, policy *Policy, w Workload) (*corev1.Pod, Outcome, error) {
 	if pod == nil {
 		return nil, Outcome{}, errors.New("injector: no pod")
 	}
@@ -102,7 +115,15 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 		case stErr != nil:
 			again = append(again, fmt.Sprintf("%s could not be read (%v): the agent was removed and injected anew", AnnotationStatus, stErr))
 		case st.Digest == digest:
-			return out, Outcome{Injected: true, Reason: "already injected"}, nil
+			o := Outcome{Injected: true, Reason: "already injected"}
+			changed, err := SetWorkload(out, w)
+			if err != nil { // changed all the same when only the namespace's labels were left out
+				o.Warnings = []string{workloadLeftOut(err)}
+			}
+			if changed {
+				o.Changed, o.WorkloadOnly = true, true
+			}
+			return out, o, nil
 		default:
 			again = append(again, fmt.Sprintf("%s: the agent was injected from other annotations, namespace defaults or policy (digest %s, now %s): removed and injected anew",
 				AnnotationStatus, cmp.Or(st.Digest, "none"), digest))
@@ -132,7 +153,7 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 		return nil, Outcome{}, err
 	}
 
-	o, err := inject(out, ps, ns, p, digest)
+	o, err := inject(out, ps, ns, p, digest, w)
 	if err != nil {
 		return nil, Outcome{}, err
 	}
@@ -141,7 +162,7 @@ func Inject(pod *corev1.Pod, namespace map[string]string, policy *Policy) (*core
 }
 
 // inject adds the agent to pod, which it mutates.
-func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy, digest string) (Outcome, error) {
+func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy, digest string, w Workload) (Outcome, error) {
 	if err := checkReserved(pod); err != nil {
 		return Outcome{}, err
 	}
@@ -166,7 +187,7 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy, digest string) (Ou
 			}
 		}
 	}
-	cfg, warnings, err := agentConfig(pod, r, p)
+	cfg, warnings, err := agentConfig(pod, r, p, w)
 	if err != nil {
 		return Outcome{}, err
 	}

@@ -51,6 +51,22 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 	if err := dec.Decode(&c); err != nil {
 		return false, fmt.Errorf("injector: reading the agent's configuration (%s) to add the pod's workload: %w", config.Env, err)
 	}
+	if !w.apply(&c) {
+		return false, nil
+	}
+	b, labelsLeftOut, err := encodeWorkload(c)
+	if err != nil {
+		return false, err
+	}
+	if env.Value == string(b) { // the labels left out again
+		return false, labelsLeftOut
+	}
+	env.Value = string(b)
+	return true, labelsLeftOut
+}
+
+// apply writes w into c and reports whether that changed c.
+func (w Workload) apply(c *config.Config) bool {
 	changed := false
 	if w.Owners != nil && !slices.Equal(w.Owners, c.Owners) {
 		c.Owners, changed = slices.Clone(w.Owners), true
@@ -61,37 +77,42 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 	if w.NamespaceLabels != nil && (c.NamespaceLabels == nil || !maps.Equal(w.NamespaceLabels, c.NamespaceLabels)) {
 		c.NamespaceLabels, changed = maps.Clone(w.NamespaceLabels), true
 	}
-	if !changed {
-		return false, nil
-	}
+	return changed
+}
+
+// withWorkload encodes c, a configuration the injector built, with w (see encodeWorkload).
+func withWorkload(c config.Config, w Workload) (b []byte, labelsLeftOut, err error) {
+	w.apply(&c)
+	return encodeWorkload(c)
+}
+
+// encodeWorkload encodes c, which carries a workload, or says why the agent could not take it
+// (err). When the namespace's labels are more than every record should carry or would make the
+// configuration too large, b is c without them, and labelsLeftOut says so.
+func encodeWorkload(c config.Config) (b []byte, labelsLeftOut, err error) {
 	if err := c.Validate(); err != nil {
-		return false, fmt.Errorf("injector: the agent's configuration with the pod's workload would be invalid: %w", err)
+		return nil, nil, fmt.Errorf("injector: the agent's configuration with the pod's workload would be invalid: %w", err)
 	}
-	var left error // why the namespace's labels were left out, nil if they were not
 	if n := labelBytes(c.NamespaceLabels); n > maxNamespaceLabelBytes {
-		left = fmt.Errorf("injector: the namespace's %d labels take %d bytes, more than the %d that every record may carry: records go without them",
+		labelsLeftOut = fmt.Errorf("injector: the namespace's %d labels take %d bytes, more than the %d that every record may carry: records go without them",
 			len(c.NamespaceLabels), n, maxNamespaceLabelBytes)
 		c.NamespaceLabels = nil // not known, rather than the labels of an earlier admission
 	}
-	b, err := c.Encode()
+	b, err = c.Encode()
 	if err == nil && len(b) > maxConfigBytes && len(c.NamespaceLabels) > 0 {
-		left = fmt.Errorf("injector: the agent's configuration with its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
+		labelsLeftOut = fmt.Errorf("injector: the agent's configuration with its namespace's %d labels would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
 			len(c.NamespaceLabels), len(b), maxConfigBytes)
 		c.NamespaceLabels = nil
 		b, err = c.Encode()
 	}
 	if err != nil {
-		return false, fmt.Errorf("injector: encoding the agent config: %w", err)
+		return nil, nil, fmt.Errorf("injector: encoding the agent config: %w", err)
 	}
 	if len(b) > maxConfigBytes {
-		return false, fmt.Errorf("injector: the agent's configuration with the pod's owners would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
+		return nil, nil, fmt.Errorf("injector: the agent's configuration with the pod's owners would be %d bytes, more than the %d an environment variable can safely carry: records go without them",
 			len(b), maxConfigBytes)
 	}
-	if env.Value == string(b) {
-		return false, left
-	}
-	env.Value = string(b)
-	return true, left
+	return b, labelsLeftOut, nil
 }
 
 // maxNamespaceLabelBytes bounds the namespace's labels (keys and values) that the agent is told.
@@ -106,6 +127,11 @@ func labelBytes(labels map[string]string) int {
 		n += len(k) + len(v)
 	}
 	return n
+}
+
+// workloadLeftOut is the warning for a workload that the agent's configuration could not carry.
+func workloadLeftOut(err error) string {
+	return "sidelog: " + err.Error()
 }
 
 // agentConfigEnv is the agent container's config.Env variable, nil when the pod has no agent

@@ -265,3 +265,75 @@ func FuzzSetWorkload(f *testing.F) {
 		}
 	})
 }
+
+// TestInjectFor: on every golden pod, InjectFor gives the pod that Inject and then SetWorkload
+// give, with the same outcome but for the change: the workload encoded with the rest of the
+// configuration is the same document. Given the pod again it changes nothing; given a pod
+// injected without a workload (sidelog inject's output) it adds the workload only.
+func TestInjectFor(t *testing.T) {
+	for _, file := range goldenInputs(t) {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
+			c, p := loadCase(t, file)
+			want, wantOut, wantErr := Inject(&c.Pod, c.Namespace, p)
+			got, gotOut, gotErr := InjectFor(&c.Pod, c.Namespace, p, deploymentWorkload)
+			if (wantErr == nil) != (gotErr == nil) || wantErr != nil && wantErr.Error() != gotErr.Error() {
+				t.Fatalf("InjectFor: %v, Inject: %v", gotErr, wantErr)
+			}
+			if wantErr != nil {
+				return
+			}
+			if wantOut.Injected {
+				if _, err := SetWorkload(want, deploymentWorkload); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("InjectFor differs from Inject and SetWorkload (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantOut, gotOut); diff != "" {
+				t.Errorf("outcome (-Inject +InjectFor):\n%s", diff)
+			}
+			if !gotOut.Injected {
+				return
+			}
+
+			again, o, err := InjectFor(got, c.Namespace, p, deploymentWorkload)
+			if err != nil || o.Changed || o.WorkloadOnly || cmp.Diff(got, again) != "" {
+				t.Errorf("InjectFor of its own output: %v %+v, want unchanged", err, o)
+			}
+			offline, _, err := Inject(&c.Pod, c.Namespace, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			completed, o, err := InjectFor(offline, c.Namespace, p, deploymentWorkload)
+			if err != nil || !o.Changed || !o.WorkloadOnly || o.Reason != "already injected" {
+				t.Errorf("InjectFor of a pod injected without its workload: %v %+v, want the workload only", err, o)
+			}
+			if diff := cmp.Diff(got, completed); diff != "" {
+				t.Errorf("completed pod differs from the one injected with its workload (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestInjectForWorkloadTooBig: a workload the agent's configuration cannot carry is left out
+// with a warning, and the pod is injected all the same.
+func TestInjectForWorkloadTooBig(t *testing.T) {
+	huge := map[string]string{}
+	for i := range 600 {
+		huge[strings.Repeat("k", 60)+string(rune('a'+i%26))+strings.Repeat("x", i/26)] = strings.Repeat("v", 63)
+	}
+	owners := []config.Owner{{Kind: "StatefulSet", Name: "db"}}
+	pod, o, err := InjectFor(basePod(tailApp()), nil, nil, Workload{Owners: owners, NamespaceLabels: huge})
+	if err != nil || !o.Injected || !o.Changed {
+		t.Fatalf("InjectFor: %v %+v, want injected", err, o)
+	}
+	if c := agentDoc(t, pod); c.NamespaceLabels != nil || !slices.Equal(c.Owners, owners) {
+		t.Errorf("the configuration carries owners %v and %d namespace labels, want %v and none", c.Owners, len(c.NamespaceLabels), owners)
+	}
+	if !slices.ContainsFunc(o.Warnings, func(w string) bool {
+		return strings.Contains(w, "600 labels") && strings.Contains(w, "records go without them")
+	}) {
+		t.Errorf("warnings %q, want one saying the labels were left out", o.Warnings)
+	}
+}

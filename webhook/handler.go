@@ -147,40 +147,42 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 // controller reference names the ReplicaSet or Job by uid) and of the owners' cache, whose
 // generation the answer is remembered with: a ReplicaSet's own controller can change.
 func (h *Handler) inject(ctx context.Context, req admission.Request, ns *metav1.PartialObjectMetadata, p *injector.Policy) (resp admission.Response, outcome string, keep bool) {
-	defaults := ns.Annotations
 	pod := &corev1.Pod{}
 	if err := h.decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError, false
 	}
-	mutated, out, err := injector.Inject(pod, defaults, p)
+	// Looked up before the injector knows whether it injects: it writes the workload into the
+	// agent's configuration as it encodes it, once. Only pods with sidelog annotations get here
+	// (the configuration's matchConditions), and a pod without a controller needs no lookup.
+	owners, lookupWarning := h.Owners.Owners(ctx, req.Namespace, pod)
+	nsLabels := ns.Labels
+	if nsLabels == nil {
+		nsLabels = map[string]string{}
+	}
+	mutated, out, err := injector.InjectFor(pod, ns.Annotations, p, injector.Workload{Owners: owners, NamespaceLabels: nsLabels})
 	if userErr := (*injector.Error)(nil); errors.As(err, &userErr) {
 		return admission.Denied(err.Error()), OutcomeRefused, true
 	} else if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("injecting the agent: %w", err)), OutcomeError, false
 	}
 	keep = true
-	if out.Injected {
-		// Also for a pod injected before (a template that went through sidelog inject): only
-		// the cluster knows its ReplicaSet or Job and its namespace's labels.
-		changed, warning := h.setWorkload(ctx, req.Namespace, pod, ns.Labels, mutated)
-		if warning != "" {
-			out.Warnings, keep = append(out.Warnings, warning), false
-		}
-		if changed && !out.Changed {
-			resp := patchResponse(req.Object.Raw, pod, mutated)
-			if !resp.Allowed {
-				return resp, OutcomeError, false
-			}
-			return resp.WithWarnings(out.Warnings...), OutcomeSkipped, keep
-		}
+	if out.Injected && lookupWarning != "" {
+		logf.FromContext(ctx).Info("owner lookup failed", "warning", lookupWarning)
+		out.Warnings, keep = append(out.Warnings, lookupWarning), false
 	}
 	if !out.Changed {
 		// Not asked for, opted out, or injected before from the same inputs and for the same
 		// workload (a reinvocation): nothing to change.
 		return admission.Allowed(out.Reason).WithWarnings(out.Warnings...), OutcomeSkipped, keep
 	}
-	outcome = OutcomeInjected
-	if !out.Injected {
+	switch {
+	case out.WorkloadOnly:
+		// Injected before (a template that went through sidelog inject): only the cluster
+		// knows its ReplicaSet or Job and its namespace's labels.
+		outcome = OutcomeSkipped
+	case out.Injected:
+		outcome = OutcomeInjected
+	default:
 		outcome = OutcomeRemoved
 	}
 	resp = patchResponse(req.Object.Raw, pod, mutated)
@@ -188,26 +190,6 @@ func (h *Handler) inject(ctx context.Context, req admission.Request, ns *metav1.
 		return resp, OutcomeError, false
 	}
 	return resp.WithWarnings(out.Warnings...), outcome, keep
-}
-
-// setWorkload writes into the agent's configuration in mutated the controllers of pod (as it
-// came in) and its namespace's labels, and reports whether that changed mutated. A warning says
-// what could not be resolved or written; the pod is admitted all the same.
-func (h *Handler) setWorkload(ctx context.Context, namespace string, pod *corev1.Pod, nsLabels map[string]string, mutated *corev1.Pod) (changed bool, warning string) {
-	owners, warning := h.Owners.Owners(ctx, namespace, pod)
-	if nsLabels == nil {
-		nsLabels = map[string]string{}
-	}
-	changed, err := injector.SetWorkload(mutated, injector.Workload{Owners: owners, NamespaceLabels: nsLabels})
-	if err != nil {
-		// Changed all the same when only the namespace's labels were left out.
-		logf.FromContext(ctx).Error(err, "the agent's records will not carry all of the pod's workload")
-		return changed, "sidelog: " + err.Error()
-	}
-	if warning != "" {
-		logf.FromContext(ctx).Info("owner lookup failed", "warning", warning)
-	}
-	return changed, warning
 }
 
 // patchResponse admits the pod with the patch that makes mutated of original, decoded from raw:

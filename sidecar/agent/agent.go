@@ -27,6 +27,7 @@ import (
 
 	"github.com/sidelog/sidelog/sidecar/checkpoint"
 	"github.com/sidelog/sidelog/sidecar/config"
+	"github.com/sidelog/sidelog/sidecar/find"
 	"github.com/sidelog/sidelog/sidecar/forward"
 	"github.com/sidelog/sidelog/sidecar/metrics"
 	"github.com/sidelog/sidelog/sidecar/multiline"
@@ -232,6 +233,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			IgnoreOlder:  ic.IgnoreOlder.D(),
 		}
 		topts.Cleanup, topts.CleanupSettle = ic.Cleanup, ic.CleanupSettle.D()
+		if len(ic.Cleanup) > 0 {
+			if topts.TailedElsewhere, err = tailedElsewhere(cfg.Inputs, ic.Container); err != nil {
+				return nil, err
+			}
+		}
 		topts.RateLimit = ic.RateLimit
 		t, err := tail.New(topts, in)
 		if err != nil {
@@ -526,4 +532,24 @@ func readFrom(configured string, restarted bool) string {
 		return config.ReadFromHead
 	}
 	return configured
+}
+
+// tailedElsewhere returns whether the tail globs of an input of inputs other than container's
+// match a path (their excludes are not looked at: a file only matched by mistake is kept too).
+// One container's cleanup must not remove a file another has not read.
+func tailedElsewhere(inputs []config.Input, container string) (func(string) bool, error) {
+	var others []string
+	for _, in := range inputs {
+		if in.Container != container {
+			others = append(others, in.Paths...)
+		}
+	}
+	if len(others) == 0 {
+		return nil, nil
+	}
+	g, err := find.New(others, nil)
+	if err != nil {
+		return nil, fmt.Errorf("input %q: the other inputs' paths: %w", container, err)
+	}
+	return g.Match, nil
 }

@@ -27,6 +27,8 @@ import (
 //     modification time are those of the Tailer's last check;
 //   - nothing was written to it for Settle: its modification time, and the last growth the
 //     Tailer saw, are at least Settle old;
+//   - no other input of the pod (another container) tails it (Options.TailedElsewhere): that
+//     one may not have read it yet;
 //   - a newer file exists: some other file (another inode) that the tail globs find and the
 //     cleanup globs do not was modified at or after it. The live file is what its app writes now; a rotated file is older
 //     than the live file that replaced it (rename and create: the new file is created after the
@@ -150,6 +152,16 @@ func (t *Tailer) clean(now time.Time) {
 		if mayRemove(h, fi.Size(), fi.ModTime(), t.newestBut(id), now, t.opts.CleanupSettle) != removeIt {
 			continue
 		}
+		if t.opts.TailedElsewhere != nil && t.opts.TailedElsewhere(p) {
+			// Delivered for this container, perhaps not for the other: keep it, and say
+			// why once, since it is kept for good.
+			if !t.shared[id] {
+				t.shared[id] = true
+				t.log.Warn("not removing a delivered file: another container's tail globs match it too, and it may not have read it",
+					"path", p, "cleanup", t.opts.Cleanup)
+			}
+			continue
+		}
 		if err := t.remove(f, p, id, fi.Size()); err != nil {
 			t.m.removeErrors.Inc()
 			if t.removeErr[id] != err.Error() {
@@ -172,6 +184,11 @@ func (t *Tailer) clean(now time.Time) {
 	for id := range t.removeErr {
 		if t.byID[id] == nil && t.tr.parkedFile(id) == nil {
 			delete(t.removeErr, id)
+		}
+	}
+	for id := range t.shared {
+		if t.byID[id] == nil && t.tr.parkedFile(id) == nil {
+			delete(t.shared, id)
 		}
 	}
 }

@@ -455,3 +455,33 @@ func TestCleanupKeepsLiveFileSeenThroughALink(t *testing.T) {
 		})
 	}
 }
+
+// TestCleanupKeepsFileTailedElsewhere: a rotated file that another container's input tails too
+// is kept, delivered here or not: that one may not have read it. Without the other input it
+// goes, which shows the file was otherwise done with.
+func TestCleanupKeepsFileTailedElsewhere(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		writeFile(t, p, numbered("old", 0, 50))
+		s := &sink{}
+		in := newInput(t, Options{
+			Paths: []string{dir + "/app.log*"}, Cleanup: []string{dir + "/app.log.*"}, CleanupSettle: testSettle,
+			TailedElsewhere: func(path string) bool { return shared && strings.HasSuffix(path, ".log.1") },
+		}, s)
+		c := cleanupClock()
+		pollAll(t, in, c.now())
+		rotated := p + ".1"
+		if err := os.Rename(p, rotated); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, p, numbered("new", 0, 5))
+		pollAll(t, in, c.advance(time.Second))
+		s.ackAll()
+		settleAndPoll(t, in, c)
+		settleAndPoll(t, in, c)
+		if exists(t, rotated) != shared {
+			t.Errorf("tailed by another input %v: rotated file there %v, want %v", shared, exists(t, rotated), shared)
+		}
+	}
+}

@@ -28,6 +28,8 @@ type instruments struct {
 	open, waiting         *metrics.Gauge
 	// Registered only for an input with cleanup globs (addCleanup); private counters otherwise.
 	removed, removedBytes, removeErrors *metrics.Counter
+	// Registered only for an input with a rate limit (addRateLimit).
+	throttled *metrics.Gauge
 }
 
 func newInstruments(reg *metrics.Registry, container string) *instruments {
@@ -63,6 +65,19 @@ func (m *instruments) addCleanup() {
 	m.removed = m.reg.Counter("sidelog_files_removed_total", "Rotated files removed (cleanup) once every byte was acknowledged and their writer had left them.", c...)
 	m.removedBytes = m.reg.Counter("sidelog_removed_bytes_total", "Bytes of the rotated files removed (cleanup).", c...)
 	m.removeErrors = m.reg.Counter("sidelog_remove_errors_total", "Attempts to remove a delivered rotated file (cleanup) that failed: no permission, a read-only volume, the file changed under its name.", c...)
+}
+
+// addRateLimit registers the gauge that says whether the rate limit holds the input back.
+func (m *instruments) addRateLimit() {
+	m.throttled = m.reg.Gauge("sidelog_rate_limited", "1 while the container's rate limit (sidelog.io/rate-limit) leaves bytes of its files unread at the last read, else 0; the backlog is in sidelog_file_bytes_behind.", "container", m.container)
+}
+
+// b2i is 1 for true.
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *instruments) rotations(kind string) *metrics.Counter { return m.rotated[kind] }

@@ -41,6 +41,10 @@ func TestRateLimitBytes(t *testing.T) {
 	if got := metric(t, reg, series); got != "9000" {
 		t.Errorf("%s = %s, want 9000: the backlog stays in the file, visible", series, got)
 	}
+	limited := `sidelog_rate_limited{container="app"}`
+	if got := metric(t, reg, limited); got != "1" {
+		t.Errorf("%s = %s while the budget holds the file back, want 1", limited, got)
+	}
 	w, ok := in.Throttled(c.now())
 	if !ok || w != 100*time.Millisecond {
 		t.Fatalf("Throttled = %v, %v; want 100ms (a tenth of the budget), true", w, ok)
@@ -62,6 +66,9 @@ func TestRateLimitBytes(t *testing.T) {
 	}
 	if got := metric(t, reg, series); got != "0" {
 		t.Errorf("%s = %s at the end, want 0", series, got)
+	}
+	if got := metric(t, reg, limited); got != "0" {
+		t.Errorf("%s = %s with the file read to its end, want 0", limited, got)
 	}
 }
 

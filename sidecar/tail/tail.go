@@ -148,6 +148,10 @@ type Options struct {
 	// CleanupSettle is how long a file must have been left unwritten before it is removed.
 	// Zero: DefaultCleanupSettle.
 	CleanupSettle time.Duration
+	// TailedElsewhere reports whether another Tailer of the pod (another container's input)
+	// tails path too: such a file is never removed, since that one may not have read it. Nil:
+	// none does.
+	TailedElsewhere func(path string) bool
 }
 
 // Tailer tails the files of one input.
@@ -195,6 +199,7 @@ type Tailer struct {
 	lastClean    time.Time
 	lastCleanErr string
 	removeErr    map[fingerprint.ID]string // last error removing each file, to log it once
+	shared       map[fingerprint.ID]bool   // files kept because another input tails them, logged once
 	// live are the modification times, at the last full scan, of the files found that the
 	// cleanup globs do not match, by inode: a file seen under a second name (a symlink, a hard
 	// link) is not newer than itself.
@@ -276,8 +281,12 @@ func New(opts Options, sink Sink) (*Tailer, error) {
 			return nil, fmt.Errorf("input %q: cleanup: %w", opts.Container, err)
 		}
 		t.removeErr = map[fingerprint.ID]string{}
+		t.shared = map[fingerprint.ID]bool{}
 		t.live = map[fingerprint.ID]time.Time{}
 		t.m.addCleanup()
+	}
+	if t.limit != nil {
+		t.m.addRateLimit()
 	}
 	for _, e := range opts.Positions {
 		if e.Container != opts.Container || e.Offset <= 0 {
@@ -310,6 +319,9 @@ func (t *Tailer) Poll(now time.Time) (int64, error) {
 		t.scan(now)
 	}
 	total := t.readAll(now)
+	if t.limit != nil {
+		t.m.throttled.Set(b2i(t.throttled))
+	}
 	for _, f := range t.open {
 		// A pending record of a file that the rate limit left behind may go on in the bytes not
 		// read yet: its flush timeout counts from when the reading catches up.
