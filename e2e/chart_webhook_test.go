@@ -158,14 +158,17 @@ func TestChartWebhook(t *testing.T) {
 		t.FailNow()
 	}
 
-	// The ReplicaSet's next pods reach the webhook byte for byte like the first, and are
-	// answered from what it remembers: each must come out as the first did.
+	// The ReplicaSet's next pods reach the webhook like the first but for the time in their
+	// managedFields, and are answered from what it remembers: each must come out as the first did.
 	t.Run("the ReplicaSet's next pods get the same agent", func(t *testing.T) {
 		first, err := localpod.Container(pod, injector.AgentContainer)
 		if err != nil {
 			t.Fatal(err)
 		}
+		remembered := metricSum(t, wh.metricsURL, "sidelog_webhook_remembered_answers_total")
 		for i := range 3 {
+			// A second apart at least: managedFields carry the time to the second.
+			time.Sleep(1100 * time.Millisecond)
 			next, err := admin.CoreV1().Pods("shop").Create(ctx, podOf(rs), metav1.CreateOptions{})
 			if err != nil {
 				t.Fatalf("creating pod %d: %v", i+2, err)
@@ -183,6 +186,9 @@ func TestChartWebhook(t *testing.T) {
 			if err := admin.CoreV1().Pods("shop").Delete(ctx, next.Name, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if got := metricSum(t, wh.metricsURL, "sidelog_webhook_remembered_answers_total") - remembered; got != 3 {
+			t.Errorf("%v of the 3 pods answered from memory, want all", got)
 		}
 	})
 
@@ -512,6 +518,12 @@ func agentConfig(tb testing.TB, c *corev1.Container) *config.Config {
 // admissions is the webhook's count of admission requests, all outcomes.
 func admissions(tb testing.TB, metricsURL string) float64 {
 	tb.Helper()
+	return metricSum(tb, metricsURL, "sidelog_webhook_admissions_total")
+}
+
+// metricSum is the sum of the series of metric name that metricsURL serves.
+func metricSum(tb testing.TB, metricsURL, name string) float64 {
+	tb.Helper()
 	resp, err := http.Get(metricsURL)
 	if err != nil {
 		tb.Fatal(err)
@@ -523,8 +535,11 @@ func admissions(tb testing.TB, metricsURL string) float64 {
 	}
 	var sum float64
 	for line := range strings.Lines(string(body)) {
-		if rest, ok := strings.CutPrefix(line, "sidelog_webhook_admissions_total{"); ok {
-			_, value, _ := strings.Cut(rest, "} ")
+		if rest, ok := strings.CutPrefix(line, name); ok && rest != "" && (rest[0] == '{' || rest[0] == ' ') {
+			value := rest
+			if rest[0] == '{' {
+				_, value, _ = strings.Cut(rest, "} ")
+			}
 			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 			if err != nil {
 				tb.Fatalf("metrics line %q: %v", line, err)

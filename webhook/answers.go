@@ -23,7 +23,8 @@ import (
 // differ in any byte (a StatefulSet's, a DaemonSet's, bare pods) are answered as before.
 //
 // An answer is a pure function of what it is kept with: the pod's JSON as the API server sent
-// it, its namespace's name, annotations and labels (the agent is told them), the cluster policy (the same *Policy
+// it but for metadata.managedFields (podKey: the API server stamps them with the second, and
+// nothing sidelog does reads them), its namespace's name, annotations and labels (the agent is told them), the cluster policy (the same *Policy
 // until a reload replaces it), and the generation of the owners' cache (OwnerResolver.Generation:
 // a ReplicaSet adopted by another Deployment has the same pods). Each is compared whole on a hit; the hash only finds the
 // candidate. Only answers are kept, never errors, and the whole is bounded in bytes.
@@ -39,7 +40,7 @@ type answers struct {
 
 // answer is one remembered answer and what it was computed from.
 type answer struct {
-	raw       []byte
+	key       []byte // the pod's JSON without its managedFields (podKey)
 	namespace string
 	defaults  map[string]string // the namespace's annotations
 	labels    map[string]string // the namespace's labels
@@ -63,22 +64,30 @@ func newAnswers(maxBytes int) *answers {
 // get returns a copy of the answer remembered for this pod, namespace, policy and owners'
 // generation.
 func (c *answers) get(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy, owners uint64) (admission.Response, string, bool) {
-	h := maphash.Bytes(c.seed, raw)
+	head, tail := podKey(raw)
+	h := c.hash(head, tail)
 	c.mu.Lock()
 	a, ok := c.entries[h]
 	c.mu.Unlock()
-	if !ok || a.policy != p || a.owners != owners || a.namespace != namespace || !maps.Equal(a.defaults, defaults) || !maps.Equal(a.labels, labels) || !bytes.Equal(a.raw, raw) {
+	if !ok || a.policy != p || a.owners != owners || a.namespace != namespace || !maps.Equal(a.defaults, defaults) || !maps.Equal(a.labels, labels) ||
+		len(a.key) != len(head)+len(tail) || !bytes.Equal(a.key[:len(head)], head) || !bytes.Equal(a.key[len(head):], tail) {
 		return admission.Response{}, "", false
 	}
+	rememberedAnswers.Inc()
 	return a.copyResponse(), a.outcome, true
 }
 
-// put remembers resp, the answer for this pod, namespace, policy and owners' generation. It keeps raw and
-// resp.Patch, which no one may change afterwards: the request's object is the admission
+// put remembers resp, the answer for this pod, namespace, policy and owners' generation. It keeps raw
+// (or its key, without managedFields) and resp.Patch, which no one may change afterwards: the request's object is the admission
 // package's copy of the body, made for this request, and the patch is encoded for this answer
 // and only read when it is sent.
 func (c *answers) put(raw []byte, namespace string, defaults, labels map[string]string, p *injector.Policy, owners uint64, resp admission.Response, outcome string) {
-	a := &answer{raw: raw, namespace: namespace, defaults: maps.Clone(defaults), labels: maps.Clone(labels), policy: p, owners: owners, outcome: outcome}
+	head, tail := podKey(raw)
+	key := raw
+	if tail != nil {
+		key = slices.Concat(head, tail)
+	}
+	a := &answer{key: key, namespace: namespace, defaults: maps.Clone(defaults), labels: maps.Clone(labels), policy: p, owners: owners, outcome: outcome}
 	a.resp = resp
 	a.resp.Result = cloneStatus(resp.Result)
 	a.resp.Warnings = slices.Clone(resp.Warnings)
@@ -86,7 +95,7 @@ func (c *answers) put(raw []byte, namespace string, defaults, labels map[string]
 	if size > answerMaxBytes || size > c.max {
 		return
 	}
-	h := maphash.Bytes(c.seed, raw)
+	h := c.hash(head, tail)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.entries[h]; ok {
@@ -105,9 +114,17 @@ func (c *answers) put(raw []byte, namespace string, defaults, labels map[string]
 	c.bytes += size
 }
 
+func (c *answers) hash(head, tail []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	h.Write(head)
+	h.Write(tail)
+	return h.Sum64()
+}
+
 // size is about what a holds in memory.
 func (a *answer) size() int {
-	n := len(a.raw) + len(a.namespace) + len(a.resp.Patch) + 512
+	n := len(a.key) + len(a.namespace) + len(a.resp.Patch) + 512
 	for _, m := range []map[string]string{a.defaults, a.labels} {
 		for k, v := range m {
 			n += len(k) + len(v)

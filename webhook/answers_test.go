@@ -6,10 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sidelog/sidelog/injector"
@@ -138,5 +140,42 @@ func TestAnswersBound(t *testing.T) {
 	}
 	if _, _, ok := c.get(raw(199), "ns", nil, nil, p, 2); ok {
 		t.Fatal("an answer was given in another generation of the owners' cache")
+	}
+}
+
+// TestAnswersIgnoreManagedFields: the pods a ReplicaSet makes seconds apart differ only in the
+// time of their managedFields; the second is answered from the first's answer, which is the
+// answer a fresh handler gives it. A pod that differs in anything else is not.
+func TestAnswersIgnoreManagedFields(t *testing.T) {
+	ctx := context.Background()
+	namespaces := cachedNamespaces{"shop": namespace("shop", true, nil)}
+	h := NewHandler(namespaces, StaticPolicy(injector.DefaultPolicy()), ownNS)
+	podAt := func(second int, annotations map[string]string) admission.Request {
+		pod := appPod(annotations)
+		pod.Name, pod.GenerateName = "", "web-5d8f-"
+		pod.ManagedFields = []metav1.ManagedFieldsEntry{{
+			Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
+			Time: &metav1.Time{Time: time.Date(2026, 11, 30, 18, 0, second, 0, time.UTC)}, FieldsType: "FieldsV1",
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:generateName":{}}}`)},
+		}}
+		return podRequest(t, "shop", admissionv1.Create, pod)
+	}
+	tail := map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log"}
+	first, second := podAt(1, tail), podAt(2, tail)
+	if string(first.Object.Raw) == string(second.Object.Raw) {
+		t.Fatal("the two pods are the same bytes: the test shows nothing")
+	}
+	h.Handle(ctx, first)
+	got := h.Handle(ctx, second)
+	want := NewHandler(namespaces, StaticPolicy(injector.DefaultPolicy()), ownNS).Handle(ctx, second)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the second pod's answer differs from a fresh handler's (-fresh +got):\n%s", diff)
+	}
+	if n := len(h.answers.entries); n != 1 {
+		t.Errorf("%d answers remembered after two pods that differ in managedFields only, want 1", n)
+	}
+	h.Handle(ctx, podAt(1, map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.txt"}))
+	if n := len(h.answers.entries); n != 2 {
+		t.Errorf("%d answers remembered after a pod with other annotations, want 2", n)
 	}
 }

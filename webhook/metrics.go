@@ -37,6 +37,11 @@ var (
 		Help: "Lookups of the owner of an injected pod's ReplicaSet or Job, by result: cached, live (read from the API server: the cache had not seen it yet) or failed (admitted without the workload, with a warning).",
 	}, []string{"result"})
 
+	rememberedAnswers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sidelog_webhook_remembered_answers_total",
+		Help: "Pod admission requests answered from a remembered answer: a pod the same as one answered before but for its managedFields (a ReplicaSet's or a Job's next pod), not injected anew.",
+	})
+
 	policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sidelog_webhook_policy_reloads_total",
 		Help: "Reloads of the --policy file after it changed, by result: applied, or rejected (the previous policy stays).",
@@ -44,7 +49,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(admissions, admissionSeconds, workloadChecks, workloadSeconds, ownerLookups, policyReloads)
+	ctrlmetrics.Registry.MustRegister(admissions, admissionSeconds, workloadChecks, workloadSeconds, ownerLookups, rememberedAnswers, policyReloads)
 	// Every series exists from the start, so that rate() and alerts see a zero, not nothing.
 	for _, o := range []string{OutcomeInjected, OutcomeRemoved, OutcomeSkipped, OutcomeRefused, OutcomeError} {
 		admissions.WithLabelValues(o)
