@@ -20,6 +20,9 @@ type Workload struct {
 	// Owners are the pod's controllers, nearest first (config.Config.Owners); nil leaves those
 	// the agent's configuration has, empty clears them (a pod without a controller).
 	Owners []config.Owner
+	// OwnersIncomplete says that Owners stop short of the workload (a lookup failed): owners
+	// the configuration already has (sidelog inject's workload) are kept rather than replaced.
+	OwnersIncomplete bool
 	// NamespaceLabels are the labels of the pod's namespace; nil leaves those the configuration
 	// has (not known), empty says the namespace has none.
 	NamespaceLabels map[string]string
@@ -68,7 +71,7 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 // apply writes w into c and reports whether that changed c.
 func (w Workload) apply(c *config.Config) bool {
 	changed := false
-	if w.Owners != nil && !slices.Equal(w.Owners, c.Owners) {
+	if w.Owners != nil && !slices.Equal(w.Owners, c.Owners) && !(w.OwnersIncomplete && len(c.Owners) > 0) {
 		c.Owners, changed = slices.Clone(w.Owners), true
 		if len(c.Owners) == 0 {
 			c.Owners = nil

@@ -337,3 +337,30 @@ func TestInjectForWorkloadTooBig(t *testing.T) {
 		t.Errorf("warnings %q, want one saying the labels were left out", o.Warnings)
 	}
 }
+
+// TestSetWorkloadIncompleteOwners: owners that stop short of the workload (the webhook's lookup
+// failed) do not replace the workload sidelog inject wrote, but are better than none.
+func TestSetWorkloadIncompleteOwners(t *testing.T) {
+	offline := []config.Owner{{Kind: "Deployment", Name: "web"}}
+	partial := []config.Owner{{Kind: "ReplicaSet", Name: "web-5d8f"}}
+	pod, _, err := Inject(basePod(tailApp()), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := SetWorkload(pod, Workload{Owners: partial, OwnersIncomplete: true}); err != nil || !changed {
+		t.Fatalf("incomplete owners into a configuration without any: changed %v, %v; want them written", changed, err)
+	}
+	if got := agentDoc(t, pod).Owners; !slices.Equal(got, partial) {
+		t.Errorf("owners %v, want %v", got, partial)
+	}
+	if _, err := SetWorkload(pod, Workload{Owners: offline}); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := SetWorkload(pod, Workload{Owners: partial, OwnersIncomplete: true, NamespaceLabels: map[string]string{"team": "a"}})
+	if err != nil || !changed {
+		t.Fatalf("SetWorkload = %v, %v; want the labels written", changed, err)
+	}
+	if got := agentDoc(t, pod).Owners; !slices.Equal(got, offline) {
+		t.Errorf("owners %v after a failed lookup, want sidelog inject's %v kept", got, offline)
+	}
+}

@@ -159,7 +159,7 @@ func (h *Handler) inject(ctx context.Context, req admission.Request, ns *metav1.
 	if nsLabels == nil {
 		nsLabels = map[string]string{}
 	}
-	mutated, out, err := injector.InjectFor(pod, ns.Annotations, p, injector.Workload{Owners: owners, NamespaceLabels: nsLabels})
+	mutated, out, err := injector.InjectFor(pod, ns.Annotations, p, injector.Workload{Owners: owners, OwnersIncomplete: lookupWarning != "", NamespaceLabels: nsLabels})
 	if userErr := (*injector.Error)(nil); errors.As(err, &userErr) {
 		return admission.Denied(err.Error()), OutcomeRefused, true
 	} else if err != nil {
