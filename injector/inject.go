@@ -95,13 +95,8 @@ func InjectFor(pod *corev1.Pod, namespace map[string]string, policy *Policy, w W
 	out := pod.DeepCopy()
 
 	// An opt-out is honoured before anything else is looked at, so that it always works.
-	if v, ok := out.Annotations[AnnotationInject]; ok {
-		// A bad value is reported by parseKeys below, with every other mistake of the pod.
-		if want, err := parseInject(v); err == nil && !want {
-			return optOut(out, AnnotationInject+"=false")
-		}
-	} else if strings.TrimSpace(namespace[AnnotationInject]) == "false" {
-		return optOut(out, "namespace annotation "+AnnotationInject+"=false")
+	if reason := optsOut(out.Annotations, namespace); reason != "" {
+		return optOut(out, reason)
 	}
 
 	// The caller's policy, not its completed copy: its revision is kept.
@@ -159,6 +154,22 @@ func InjectFor(pod *corev1.Pod, namespace map[string]string, policy *Policy, w W
 	}
 	o.Warnings = append(again, o.Warnings...)
 	return out, o, nil
+}
+
+// optsOut says why a pod with these annotations, in a namespace with these, opts out: "" when
+// neither the pod nor, unless the pod says otherwise, its namespace does. A bad value of the
+// pod's annotation is no opt-out: parseKeys reports it, with every other mistake of the pod.
+func optsOut(pod, namespace map[string]string) string {
+	if v, ok := pod[AnnotationInject]; ok {
+		if want, err := parseInject(v); err == nil && !want {
+			return AnnotationInject + "=false"
+		}
+		return ""
+	}
+	if strings.TrimSpace(namespace[AnnotationInject]) == "false" {
+		return "namespace annotation " + AnnotationInject + "=false"
+	}
+	return ""
 }
 
 // inject adds the agent to pod, which it mutates.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -66,6 +67,26 @@ func SetWorkload(pod *corev1.Pod, w Workload) (bool, error) {
 	}
 	env.Value = string(b)
 	return true, labelsLeftOut
+}
+
+// ReadsWorkload reports whether InjectFor may read a workload for pod, in a namespace with these
+// annotations: not when the pod or its namespace opts out, nor when the pod asks for no file and
+// has no status of an agent injected before, for InjectFor then leaves the pod as it is or removes
+// the agent. The webhook looks the pod's owners up only when it does, so that a pod that will not
+// have the agent never waits for the API server.
+func ReadsWorkload(pod *corev1.Pod, namespace map[string]string) bool {
+	if optsOut(pod.Annotations, namespace) != "" {
+		return false
+	}
+	if _, ok := pod.Annotations[AnnotationStatus]; ok {
+		return true
+	}
+	for k := range pod.Annotations {
+		if k == AnnotationTail || strings.HasPrefix(k, AnnotationTail+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // apply writes w into c and reports whether that changed c.

@@ -364,3 +364,28 @@ func TestSetWorkloadIncompleteOwners(t *testing.T) {
 		t.Errorf("owners %v after a failed lookup, want sidelog inject's %v kept", got, offline)
 	}
 }
+
+// TestReadsWorkload: on every golden input, a pod for which ReadsWorkload is false is given the
+// same by InjectFor, whatever the workload, as by Inject (so the webhook need not look its owners
+// up), and a pod InjectFor injects, or that was injected before, reads it.
+func TestReadsWorkload(t *testing.T) {
+	reads := 0
+	for _, file := range goldenInputs(t) {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
+			c, p := loadCase(t, file)
+			want, wantOut, wantErr := Inject(&c.Pod, c.Namespace, p)
+			got, gotOut, gotErr := InjectFor(&c.Pod, c.Namespace, p, deploymentWorkload)
+			if ReadsWorkload(&c.Pod, c.Namespace) {
+				reads++
+			} else if gotOut.Injected || fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || cmp.Diff(want, got) != "" || cmp.Diff(wantOut, gotOut) != "" {
+				t.Fatalf("ReadsWorkload is false, but InjectFor gives %+v (%v) where Inject gives %+v (%v)", gotOut, gotErr, wantOut, wantErr)
+			}
+			if wantErr == nil && wantOut.Injected && !ReadsWorkload(want, c.Namespace) {
+				t.Errorf("ReadsWorkload is false for the pod Inject injected")
+			}
+		})
+	}
+	if reads == 0 {
+		t.Fatal("no golden input reads a workload: the test shows nothing")
+	}
+}

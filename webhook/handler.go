@@ -151,15 +151,21 @@ func (h *Handler) inject(ctx context.Context, req admission.Request, ns *metav1.
 	if err := h.decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), OutcomeError, false
 	}
-	// Looked up before the injector knows whether it injects: it writes the workload into the
-	// agent's configuration as it encodes it, once. Only pods with sidelog annotations get here
-	// (the configuration's matchConditions), and a pod without a controller needs no lookup.
-	owners, lookupWarning := h.Owners.Owners(ctx, req.Namespace, pod)
 	nsLabels := ns.Labels
 	if nsLabels == nil {
 		nsLabels = map[string]string{}
 	}
-	mutated, out, err := injector.InjectFor(pod, ns.Annotations, p, injector.Workload{Owners: owners, OwnersIncomplete: lookupWarning != "", NamespaceLabels: nsLabels})
+	w := injector.Workload{NamespaceLabels: nsLabels}
+	var lookupWarning string
+	// Looked up before the injector knows whether it injects: it writes the workload into the
+	// agent's configuration as it encodes it, once. But not for a pod that will not have the
+	// agent (opted out, or asking for no file), which must not wait for the API server; a pod
+	// without a controller needs no lookup.
+	if injector.ReadsWorkload(pod, ns.Annotations) {
+		w.Owners, lookupWarning = h.Owners.Owners(ctx, req.Namespace, pod)
+		w.OwnersIncomplete = lookupWarning != ""
+	}
+	mutated, out, err := injector.InjectFor(pod, ns.Annotations, p, w)
 	if userErr := (*injector.Error)(nil); errors.As(err, &userErr) {
 		return admission.Denied(err.Error()), OutcomeRefused, true
 	} else if err != nil {

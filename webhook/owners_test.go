@@ -355,3 +355,46 @@ func TestWatchOwners(t *testing.T) {
 		t.Error("the generation is the same before and after the cache synced")
 	}
 }
+
+// TestHandleNoLookupWithoutAgent: a pod that will not have the agent (it or its namespace opts
+// out, or it asks for no file) is answered without looking its owners up, as before the
+// injector took the workload: such a pod must never wait for the API server, nor pay a lookup
+// that the webhook's RBAC may forbid.
+func TestHandleNoLookupWithoutAgent(t *testing.T) {
+	dep := controllerRef(deploymentKind, "web", "d-1")
+	optedOut := namespace("quiet", true, map[string]string{injector.AnnotationInject: "false"})
+	c := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil), optedOut, replicaSet("web-5d8f", "rs-1", &dep)).Build()
+	lookups := 0
+	counting := interceptor.NewClient(c, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			lookups++
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	tail := injector.AnnotationTail + ".app"
+	for _, tt := range []struct {
+		name, namespace string
+		annotations     map[string]string
+		lookup          bool
+	}{
+		{"injected", "shop", map[string]string{tail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"}, true},
+		{"pod opts out", "shop", map[string]string{tail: "/var/log/app/*.log", injector.AnnotationInject: "false"}, false},
+		{"namespace opts out", "quiet", map[string]string{tail: "/var/log/app/*.log"}, false},
+		{"no tail annotation", "shop", map[string]string{injector.AnnotationInject: "true"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHandler(c, StaticPolicy(injector.DefaultPolicy()), ownNS)
+			h.Owners = NewOwnerResolver(counting, func() bool { return true }, counting)
+			pod := appPod(tt.annotations)
+			pod.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
+			lookups = 0
+			resp := h.Handle(context.Background(), podRequest(t, tt.namespace, admissionv1.Create, pod))
+			if !resp.Allowed {
+				t.Fatalf("refused: %+v", resp.Result)
+			}
+			if (lookups > 0) != tt.lookup {
+				t.Errorf("%d owner lookups, want some: %v", lookups, tt.lookup)
+			}
+		})
+	}
+}
