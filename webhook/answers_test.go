@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,5 +178,54 @@ func TestAnswersIgnoreManagedFields(t *testing.T) {
 	h.Handle(ctx, podAt(1, map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.txt"}))
 	if n := len(h.answers.entries); n != 2 {
 		t.Errorf("%d answers remembered after a pod with other annotations, want 2", n)
+	}
+}
+
+// TestAnswersConcurrent: requests for the same pods racing each other (a ReplicaSet scaled up)
+// get and put remembered answers at once; each gets the fresh answer, and what a caller does to
+// its answer reaches no other (run with -race).
+func TestAnswersConcurrent(t *testing.T) {
+	ctx := context.Background()
+	namespaces := cachedNamespaces{"shop": namespace("shop", true, map[string]string{injector.AnnotationUpstream: "fluentd.logging:24224"})}
+	policy := StaticPolicy(injector.DefaultPolicy())
+	h := NewHandler(namespaces, policy, ownNS)
+	var reqs []admission.Request
+	var want []admission.Response
+	for _, glob := range []string{"/var/log/app/*.log", "/var/log/app/*.txt", "/var/log/app/*.json"} {
+		req := podRequest(t, "shop", admissionv1.Create, appPod(map[string]string{injector.AnnotationTail + ".app": glob}))
+		reqs = append(reqs, req)
+		want = append(want, NewHandler(namespaces, policy, ownNS).Handle(ctx, req))
+	}
+	bad := podRequest(t, "shop", admissionv1.Create, appPod(map[string]string{injector.AnnotationTail + ".nosuch": "/var/log/app/*.log"}))
+	reqs, want = append(reqs, bad), append(want, NewHandler(namespaces, policy, ownNS).Handle(ctx, bad))
+	errs := make(chan string, 8*100)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				n := (g + i) % len(reqs)
+				got := h.Handle(ctx, reqs[n])
+				if diff := cmp.Diff(want[n], got); diff != "" {
+					errs <- diff
+					return
+				}
+				if err := got.Complete(reqs[n]); err != nil {
+					errs <- err.Error()
+					return
+				}
+				got.Result.Message = "changed by the caller"
+				for j := range got.Warnings {
+					got.Warnings[j] = "changed by the caller"
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for diff := range errs {
+		t.Fatalf("an answer differs from a fresh handler's (-fresh +got):\n%s", diff)
+	}
+	if n := len(h.answers.entries); n != len(reqs) {
+		t.Errorf("%d answers remembered, want %d", n, len(reqs))
 	}
 }
