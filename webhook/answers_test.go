@@ -229,3 +229,23 @@ func TestAnswersConcurrent(t *testing.T) {
 		t.Errorf("%d answers remembered, want %d", n, len(reqs))
 	}
 }
+
+// TestAnswersCountWholeDiff: an answer patched by the whole-document diff (a pod that podPatch
+// leaves to it) counts its patch in the cache's bound like any other.
+func TestAnswersCountWholeDiff(t *testing.T) {
+	namespaces := cachedNamespaces{"shop": namespace("shop", true, nil)}
+	h := NewHandler(namespaces, StaticPolicy(injector.DefaultPolicy()), ownNS)
+	pod := appPod(map[string]string{injector.AnnotationTail + ".app": "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
+	pod.Name = "" // no name, generateName nor namespace: podPatch diffs the documents whole
+	req := podRequest(t, "shop", admissionv1.Create, pod)
+	resp := h.Handle(context.Background(), req)
+	if !patched(resp) {
+		t.Fatalf("not patched: %+v", resp.Result)
+	}
+	if err := resp.Complete(req); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.answers.entries) != 1 || h.answers.bytes < len(resp.Patch) {
+		t.Errorf("%d answers remembered in %d bytes, want one of at least its %d-byte patch", len(h.answers.entries), h.answers.bytes, len(resp.Patch))
+	}
+}

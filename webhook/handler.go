@@ -220,7 +220,18 @@ func patchResponse(raw []byte, original, mutated *corev1.Pod) admission.Response
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the mutated pod: %w", err))
 	}
-	return admission.PatchResponseFromRaw(raw, b)
+	resp := admission.PatchResponseFromRaw(raw, b)
+	if len(resp.Patches) == 0 {
+		return resp
+	}
+	// Encoded now, as Complete would: a remembered answer counts its patch's bytes.
+	patch, err := json.Marshal(resp.Patches)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the patch: %w", err))
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.Patches, resp.Patch, resp.PatchType = nil, patch, &pt
+	return resp
 }
 
 // errNoPolicy answers while the webhook has no valid cluster policy: its readiness check says
