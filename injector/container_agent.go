@@ -76,9 +76,10 @@ var reservedVolumes = []string{StateVolume, PodInfoVolume, NoTokenVolume, Upstre
 // never started. Half that leaves room for what the variable's name and the runtime add.
 const maxConfigBytes = 64 << 10
 
-// agentConfig is the document the agent reads from config.Env.
-func agentConfig(pod *corev1.Pod, r *request, p *Policy, w Workload) ([]byte, []string, error) {
-	var warnings []string
+// agentConfig is the document the agent reads from config.Env. workloadWarning says what of w it
+// could not carry: an admission warning, kept out of the status, which says what the injector did
+// with what the pod asked for (as SetWorkload's are).
+func agentConfig(pod *corev1.Pod, r *request, p *Policy, w Workload) (b []byte, warnings []string, workloadWarning string, err error) {
 	drain, shortened := drainTimeout(p.DrainTimeout.D(), pod.Spec.TerminationGracePeriodSeconds)
 	if shortened {
 		warnings = append(warnings, fmt.Sprintf("terminationGracePeriodSeconds %d leaves too little time for the cluster policy's drainTimeout %s: the agent drains for at most %s",
@@ -136,26 +137,26 @@ func agentConfig(pod *corev1.Pod, r *request, p *Policy, w Workload) ([]byte, []
 		b, labelsLeftOut, err := withWorkload(c, w)
 		if err == nil {
 			if labelsLeftOut != nil {
-				warnings = append(warnings, workloadLeftOut(labelsLeftOut))
+				workloadWarning = workloadLeftOut(labelsLeftOut)
 			}
-			return b, warnings, nil
+			return b, warnings, workloadWarning, nil
 		}
-		warnings = append(warnings, workloadLeftOut(err))
+		workloadWarning = workloadLeftOut(err)
 	}
 	// The annotations were checked one by one; this checks that together they make a document
 	// the agent accepts, so a pod is never started with an agent that refuses to run.
 	if err := c.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("injector: the agent config would be invalid: %w", err)
+		return nil, nil, "", fmt.Errorf("injector: the agent config would be invalid: %w", err)
 	}
-	b, err := c.Encode()
+	b, err = c.Encode()
 	if err != nil {
-		return nil, nil, fmt.Errorf("injector: encoding the agent config: %w", err)
+		return nil, nil, "", fmt.Errorf("injector: encoding the agent config: %w", err)
 	}
 	if len(b) > maxConfigBytes {
-		return nil, nil, &Error{Message: fmt.Sprintf("the agent's configuration would be %d bytes, more than the %d an environment variable can safely carry: use fewer or shorter %s, %s and %s values",
+		return nil, nil, "", &Error{Message: fmt.Sprintf("the agent's configuration would be %d bytes, more than the %d an environment variable can safely carry: use fewer or shorter %s, %s and %s values",
 			len(b), maxConfigBytes, AnnotationTail, AnnotationExclude, AnnotationMultiline)}
 	}
-	return b, warnings, nil
+	return b, warnings, workloadWarning, nil
 }
 
 // agentContainer builds the agent. It runs as non-root with a read-only root file system, no

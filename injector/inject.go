@@ -198,7 +198,7 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy, digest string, w W
 			}
 		}
 	}
-	cfg, warnings, err := agentConfig(pod, r, p, w)
+	cfg, warnings, workloadWarning, err := agentConfig(pod, r, p, w)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -241,7 +241,11 @@ func inject(pod *corev1.Pod, ps, ns annotationSet, p *Policy, digest string, w W
 	}
 	pod.Labels[LabelInjected] = "true"
 
-	return Outcome{Injected: true, Changed: true, Warnings: slices.Clone(st.Warnings)}, nil
+	o := Outcome{Injected: true, Changed: true, Warnings: slices.Clone(st.Warnings)}
+	if workloadWarning != "" {
+		o.Warnings = append(o.Warnings, workloadWarning)
+	}
+	return o, nil
 }
 
 // hasAgent reports whether the pod has a container named AgentContainer.

@@ -389,3 +389,32 @@ func TestReadsWorkload(t *testing.T) {
 		t.Fatal("no golden input reads a workload: the test shows nothing")
 	}
 }
+
+// TestInjectForLabelsLeftOut: InjectFor with a namespace's labels too many for the records gives
+// the pod that Inject then SetWorkload give: the warning that they were left out is the
+// admission's, about where the pod runs, and not in the status, which says what the injector
+// did with what the pod asked for.
+func TestInjectForLabelsLeftOut(t *testing.T) {
+	huge := map[string]string{}
+	for i := range 200 {
+		huge[fmt.Sprintf("example.com/label-%04d", i)] = strings.Repeat("v", 63)
+	}
+	w := Workload{Owners: deploymentWorkload.Owners, NamespaceLabels: huge}
+	want, _, err := Inject(basePod(tailApp()), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SetWorkload(want, w); err == nil {
+		t.Fatal("SetWorkload took the labels: the test shows nothing")
+	}
+	got, o, err := InjectFor(basePod(tailApp()), nil, nil, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("InjectFor differs from Inject and SetWorkload (-want +got):\n%s", diff)
+	}
+	if !slices.ContainsFunc(o.Warnings, func(w string) bool { return strings.Contains(w, "records go without them") }) {
+		t.Errorf("warnings %q, want one saying the labels were left out", o.Warnings)
+	}
+}
