@@ -5,6 +5,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 func TestManagedFieldsValue(t *testing.T) {
@@ -44,6 +49,7 @@ func FuzzManagedFieldsValue(f *testing.F) {
 		`{"metadata":{"managedFields":null}}`,
 		`{"metadata":{"name":"a\"}","managedFields":{"x":[1,2,{"y":"]"}]}}}`,
 		`{"metadata":{}}`,
+		`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","managedFields":[{"manager":"m","operation":"Update","time":"2026-11-30T18:00:01Z","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{}}}],"annotations":{"sidelog.io/tail.app":"/var/log/app/*.log"}},"spec":{"containers":[{"name":"app","image":"x"}]}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -76,7 +82,27 @@ func FuzzManagedFieldsValue(f *testing.F) {
 		if err := json.Unmarshal(nulled, &other); err != nil {
 			t.Fatalf("%s without the value found is no longer JSON: %v", raw, err)
 		}
+		// What the key leaves out is nothing the webhook reads: decoded as the handler decodes
+		// a pod, escapes and repeated keys included, the two documents are the same pod but for
+		// its managedFields.
+		if pod, err := decodePod(raw); err == nil {
+			without, err := decodePod(nulled)
+			if err != nil {
+				t.Fatalf("%s decodes, but not without the value found: %v", raw, err)
+			}
+			pod.ManagedFields, without.ManagedFields = nil, nil
+			if !reflect.DeepEqual(pod, without) {
+				t.Fatalf("%s: leaving out %s changes the pod", raw, raw[start:end])
+			}
+		}
 	})
+}
+
+// decodePod decodes raw as the handler's admission decoder does.
+func decodePod(raw []byte) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	err := admission.NewDecoder(scheme.Scheme).DecodeRaw(runtime.RawExtension{Raw: raw}, pod)
+	return pod, err
 }
 
 // hasEscapesOrDuplicates reports whether raw has a backslash (a key may be escaped) or a
