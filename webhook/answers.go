@@ -17,16 +17,18 @@ import (
 // answered is answered again without decoding it, injecting and encoding the patch anew.
 //
 // Most pods are made by controllers from a template, and a controller's pods reach the webhook
-// byte for byte the same: a ReplicaSet's or a Job's pods have a generateName, not yet a name,
-// and the same labels, owner and spec. A Deployment scaled up, a rollout or a Job with
-// parallelism sends a burst of such pods, which is when admission latency matters. Pods that
-// differ in any byte (a StatefulSet's, a DaemonSet's, bare pods) are answered as before.
+// the same but for the time in their managedFields: a ReplicaSet's or a Job's pods have a
+// generateName, not yet a name, and the same labels, owner and spec. A Deployment scaled up, a
+// rollout or a Job with parallelism sends a burst of such pods, which is when admission latency
+// matters. Pods that differ in any other byte (a StatefulSet's, a DaemonSet's, bare pods) are
+// answered as before.
 //
 // An answer is a pure function of what it is kept with: the pod's JSON as the API server sent
 // it but for metadata.managedFields (podKey: the API server stamps them with the second, and
-// nothing sidelog does reads them), its namespace's name, annotations and labels (the agent is told them), the cluster policy (the same *Policy
-// until a reload replaces it), and the generation of the owners' cache (OwnerResolver.Generation:
-// a ReplicaSet adopted by another Deployment has the same pods). Each is compared whole on a hit; the hash only finds the
+// nothing sidelog does reads them), its namespace's name, annotations and labels (the agent is
+// told them), the cluster policy (the same *Policy until a reload replaces it), and the
+// generation of the owners' cache (OwnerResolver.Generation: a ReplicaSet adopted by another
+// Deployment has the same pods). Each is compared whole on a hit; the hash only finds the
 // candidate. Only answers are kept, never errors, and the whole is bounded in bytes.
 type answers struct {
 	seed maphash.Seed

@@ -6,8 +6,8 @@
 // package looks up the namespace's defaults, calls injector.Inject, answers with a JSON patch of
 // the fields the injector changed (podPatch; the whole-document diff of
 // admission.PatchResponseFromRaw when anything else changed) and counts what happened. A pod sent
-// again byte for byte (a ReplicaSet's next pod) is answered from what the handler remembers
-// (answers).
+// again byte for byte but for its managedFields (a ReplicaSet's next pod) is answered from what
+// the handler remembers (answers).
 package webhook
 
 import (
