@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,16 +41,19 @@ var intermediates = []schema.GroupVersionKind{
 type OwnerResolver struct {
 	cached client.Reader
 	synced func() bool
-	live   client.Reader
+	api    client.Reader
 	// changes counts the cached ReplicaSets and Jobs whose own controller changed (see
 	// Generation).
 	changes atomic.Uint64
+
+	mu   sync.Mutex
+	live map[types.UID]types.UID // objects read from the API server, not yet seen by the cache: their controller's uid (readLive)
 }
 
 // NewOwnerResolver returns an OwnerResolver that reads cached while synced says it has synced,
 // and live for what cached does not have.
 func NewOwnerResolver(cached client.Reader, synced func() bool, live client.Reader) *OwnerResolver {
-	return &OwnerResolver{cached: cached, synced: synced, live: live}
+	return &OwnerResolver{cached: cached, synced: synced, api: live}
 }
 
 // Owners returns the controllers of pod, in namespace, nearest first: none for a pod without a
@@ -98,8 +102,9 @@ func (r *OwnerResolver) Owners(ctx context.Context, namespace string, pod *corev
 // Generation is a number that changes whenever an answer of Owners may have changed although the
 // pod did not: when a cached ReplicaSet or Job changes its own controller (orphaned, or adopted
 // by another Deployment: a Deployment renamed without restarting its pods is deleted with
-// --cascade=orphan and created anew under its new name), and when the cache syncs (a change
-// while it listed is no update). The pods of such a ReplicaSet keep the bytes they had, so an
+// --cascade=orphan and created anew under its new name), when the cache first sees one that was
+// read from the API server with another controller (added: a change while the watch was down),
+// and when the cache syncs (a change while it listed is no update). The pods of such a ReplicaSet keep the bytes they had, so an
 // answer remembered for them is given only in the generation it was computed in.
 func (r *OwnerResolver) Generation() uint64 {
 	if r == nil {
@@ -147,12 +152,13 @@ func (r *OwnerResolver) get(ctx context.Context, key client.ObjectKey, obj *meta
 			return lookupFailed, err
 		}
 	}
-	if err := r.live.Get(ctx, key, obj); err != nil {
+	if err := r.api.Get(ctx, key, obj); err != nil {
 		return lookupFailed, err
 	}
 	if !matches() {
 		return lookupFailed, fmt.Errorf("%s is uid %s, the pod names uid %s", key, obj.GetUID(), uid)
 	}
+	r.readLive(obj)
 	return lookupLive, nil
 }
 
@@ -176,4 +182,48 @@ func trimOwnerMetadata(obj any) (any, error) {
 		m.Labels, m.Annotations, m.ManagedFields, m.Finalizers = nil, nil, nil, nil
 	}
 	return obj, nil
+}
+
+// maxReadLive bounds what OwnerResolver remembers of the objects it read from the API server;
+// past it, the generation moves instead, as if each had changed.
+const maxReadLive = 4096
+
+// readLive remembers the controller of an object read from the API server before the cache saw
+// it, for added to compare with what the cache first sees.
+func (r *OwnerResolver) readLive(obj metav1.Object) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live == nil {
+		r.live = map[types.UID]types.UID{}
+	}
+	if len(r.live) >= maxReadLive {
+		clear(r.live)
+		r.changes.Add(1)
+	}
+	r.live[obj.GetUID()] = controllerUID(obj)
+}
+
+// added is the cache's add handler. An object read from the API server before the cache saw it
+// can have changed its controller meanwhile without an update that controllerChanged sees: the
+// watch was down, and the relist brings it as an add. Answers computed from the live read are
+// then stale.
+func (r *OwnerResolver) added(obj any) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	ctrl, read := r.live[o.GetUID()]
+	delete(r.live, o.GetUID())
+	r.mu.Unlock()
+	if read && ctrl != controllerUID(o) {
+		r.changes.Add(1)
+	}
+}
+
+func controllerUID(o metav1.Object) types.UID {
+	if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
+		return ref.UID
+	}
+	return ""
 }

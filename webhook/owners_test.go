@@ -398,3 +398,53 @@ func TestHandleNoLookupWithoutAgent(t *testing.T) {
 		})
 	}
 }
+
+// TestHandleAdoptionUnseen: a ReplicaSet read from the API server before the cache saw it, then
+// adopted by another Deployment while the watch was down (the relist brings it as an add, with
+// its new controller, and no update): the next pod names the new Deployment, not the one of the
+// answer remembered from the live read.
+func TestHandleAdoptionUnseen(t *testing.T) {
+	ctx := context.Background()
+	dep := controllerRef(deploymentKind, "web", "d-1")
+	rs := replicaSet("web-5d8f", "rs-1", &dep)
+	live := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil), rs).Build()
+	cached := fake.NewClientBuilder().Build()
+	h := NewHandler(live, StaticPolicy(injector.DefaultPolicy()), ownNS)
+	h.Owners = NewOwnerResolver(cached, func() bool { return true }, live)
+	pod := appPod(map[string]string{injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
+	pod.Name, pod.GenerateName = "", "web-5d8f-"
+	pod.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
+	workload := func() config.Owner {
+		t.Helper()
+		req := podRequest(t, "shop", admissionv1.Create, pod)
+		resp := h.Handle(ctx, req)
+		if !resp.Allowed {
+			t.Fatalf("refused: %+v", resp.Result)
+		}
+		w, _ := config.Workload(agentConfig(t, applied(t, req, resp)).Owners)
+		return w
+	}
+	if w := workload(); w.Name != "web" {
+		t.Fatalf("workload %v, want Deployment web", w)
+	}
+	rs.OwnerReferences = []metav1.OwnerReference{controllerRef(deploymentKind, "shop-web", "d-2")}
+	if err := live.Update(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	adopted := rs.DeepCopy()
+	adopted.ResourceVersion = ""
+	if err := cached.Create(ctx, adopted); err != nil {
+		t.Fatal(err)
+	}
+	h.Owners.added(adopted) // as the cache's informer tells the resolver (newOwnerResolver)
+	if w := workload(); w.Name != "shop-web" {
+		t.Errorf("workload %v after the cache first saw the ReplicaSet adopted, want Deployment shop-web", w)
+	}
+	// The cache's first sight of a ReplicaSet that did not change moves nothing.
+	gen := h.Owners.Generation()
+	other := replicaSet("api-7c9d", "rs-2", &dep)
+	h.Owners.added(other)
+	if h.Owners.Generation() != gen {
+		t.Error("the generation moved for a ReplicaSet never read live")
+	}
+}

@@ -327,7 +327,7 @@ func newOwnerResolver(mgr manager.Manager, scheme *runtime.Scheme) (*OwnerResolv
 
 // watchOwners returns the OwnerResolver that reads c, synced when c's informers of the owners
 // are, and live for what c has not seen; c's informers tell it of the updates that change an
-// owner's controller (OwnerResolver.Generation).
+// owner's controller, and of the objects they first see (OwnerResolver.Generation).
 func watchOwners(c cache.Cache, live client.Reader) (*OwnerResolver, error) {
 	var informers []cache.Informer
 	r := NewOwnerResolver(c, func() bool {
@@ -344,7 +344,7 @@ func watchOwners(c cache.Cache, live client.Reader) (*OwnerResolver, error) {
 		if err != nil {
 			return nil, fmt.Errorf("watching %s: %w", kind, err)
 		}
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{UpdateFunc: r.controllerChanged}); err != nil {
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: r.added, UpdateFunc: r.controllerChanged}); err != nil {
 			return nil, fmt.Errorf("watching %s: %w", kind, err)
 		}
 		informers = append(informers, inf)
