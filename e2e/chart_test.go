@@ -734,3 +734,31 @@ func certManagerCRDs(tb testing.TB) string {
 	}
 	return dir
 }
+
+// TestChartOwnerLookup: ownerLookup false drops the webhook's RBAC on ReplicaSets and Jobs and
+// tells it not to look owners up; the default keeps both.
+func TestChartOwnerLookup(t *testing.T) {
+	h := newHelm(t)
+	for _, tt := range []struct {
+		flags  []string
+		lookup bool
+	}{{nil, true}, {[]string{"--set", "ownerLookup=false"}, false}} {
+		objs := h.template(t, tt.flags...)
+		var role *rbacv1.ClusterRole
+		for _, r := range objectsOf[*rbacv1.ClusterRole](objs) {
+			if r.Name == "sidelog-webhook" {
+				role = r
+			}
+		}
+		if role == nil {
+			t.Fatal("no ClusterRole sidelog-webhook")
+		}
+		readsOwners := slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.Resources, "replicasets") || slices.Contains(r.Resources, "jobs")
+		})
+		args := objectOf[*appsv1.Deployment](t, objs).Spec.Template.Spec.Containers[0].Args
+		if readsOwners != tt.lookup || slices.Contains(args, "--owner-lookup=false") == tt.lookup {
+			t.Errorf("ownerLookup %v: RBAC on replicasets/jobs %v, args %q", tt.lookup, readsOwners, args)
+		}
+	}
+}

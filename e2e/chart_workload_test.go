@@ -302,6 +302,12 @@ func mustAgent(t *testing.T, spec corev1.PodSpec) *corev1.Container {
 // pod injected, naming its ReplicaSet as the workload, with a warning that says why: a lookup
 // that fails never refuses a pod nor holds the webhook back.
 func TestWorkloadWithoutRBAC(t *testing.T) {
+	t.Run("owner lookup on", func(t *testing.T) { testWorkloadWithoutRBAC(t, false) })
+	// What the chart's ownerLookup: false runs: no lookup, no warning, the same owners.
+	t.Run("owner lookup off", func(t *testing.T) { testWorkloadWithoutRBAC(t, true) })
+}
+
+func testWorkloadWithoutRBAC(t *testing.T, noLookup bool) {
 	hook := webhook.Configuration("sidelog", ownNS, webhook.ServiceClientConfig(ownNS, "sidelog-webhook", nil))
 	env, cfg := controlPlane(t, hook)
 	admin := kubernetes.NewForConfigOrDie(cfg)
@@ -326,7 +332,8 @@ func TestWorkloadWithoutRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	wo := env.WebhookInstallOptions
-	metricsURL := startWebhook(t, user.Config(), webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
+	metricsURL := startWebhook(t, user.Config(), webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir, NoOwnerLookup: noLookup})
+	failedBefore := failedLookups(t, metricsURL)
 
 	createNamespace(t, admin, "shop", true, map[string]string{injector.AnnotationUpstream: "fluentd.logging:24224"})
 	cfgW := rest.CopyConfig(cfg)
@@ -357,18 +364,30 @@ func TestWorkloadWithoutRBAC(t *testing.T) {
 		t.Errorf("agent owners %v, namespace labels %v; want %v and the namespace's labels", cfgAgent.Owners, cfgAgent.NamespaceLabels, want)
 	}
 	ws := warn.take()
-	if !slices.ContainsFunc(ws, func(w string) bool {
+	warned := slices.ContainsFunc(ws, func(w string) bool {
 		return strings.Contains(w, "the owner of ReplicaSet "+rs.Name+" could not be read") && strings.Contains(w, "forbidden")
-	}) {
-		t.Errorf("warnings %q, want one saying the ReplicaSet's owner could not be read", ws)
+	})
+	if warned == noLookup {
+		t.Errorf("warnings %q: one saying the ReplicaSet's owner could not be read is there: %v, want %v", ws, warned, !noLookup)
 	}
+	if v := failedLookups(t, metricsURL) - failedBefore; (v >= 1) == noLookup {
+		t.Errorf("owner_lookups_total{result=failed} went up by %v, want the failed lookup counted only with the lookup on (on: %v)", v, !noLookup)
+	}
+}
+
+// failedLookups is the webhook's count of owner lookups that failed (the metrics are the
+// process's: what an earlier test's webhook counted is there too).
+func failedLookups(t *testing.T, metricsURL string) float64 {
+	t.Helper()
 	resp, err := http.Get(metricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if v, ok := metricValue(string(body), `sidelog_webhook_owner_lookups_total{result="failed"}`); !ok || v < 1 {
-		t.Errorf("owner_lookups_total{result=failed} = %v (%v), want the failed lookup counted", v, ok)
+	v, ok := metricValue(string(body), `sidelog_webhook_owner_lookups_total{result="failed"}`)
+	if !ok {
+		t.Fatal("no sidelog_webhook_owner_lookups_total{result=\"failed\"} series")
 	}
+	return v
 }

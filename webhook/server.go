@@ -68,6 +68,11 @@ type Options struct {
 	// time for the endpoints controller and every kube-proxy or API server to stop sending
 	// requests to a replica that is going away.
 	ShutdownDelay time.Duration
+	// NoOwnerLookup leaves out the lookup of a ReplicaSet's or Job's controller (a Deployment,
+	// a CronJob) and the cache of ReplicaSets' and Jobs' metadata it reads: records then name
+	// the pod's own controller only. For clusters so large that the cache (about 700 bytes a
+	// ReplicaSet) does not fit, or RBAC that must not list ReplicaSets and Jobs.
+	NoOwnerLookup bool
 }
 
 // NewManager returns a controller-runtime manager that serves the webhook as o says, with the
@@ -151,8 +156,10 @@ func buildManager(cfg *rest.Config, o Options, draining *atomic.Bool) (manager.M
 	}
 	handler := NewHandler(NamespaceReader(mgr.GetCache(), mgr.GetAPIReader()), policy, o.Namespace)
 	handler.FailurePolicy = o.FailurePolicy
-	if handler.Owners, err = newOwnerResolver(mgr, scheme); err != nil {
-		return nil, err
+	if !o.NoOwnerLookup {
+		if handler.Owners, err = newOwnerResolver(mgr, scheme); err != nil {
+			return nil, err
+		}
 	}
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{

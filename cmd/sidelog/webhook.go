@@ -40,6 +40,7 @@ func runWebhook(args []string) error {
 	fs.StringVar(&o.PolicyFile, "policy", "", "cluster policy, a YAML file, reloaded when it changes (default: the built-in policy)")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the webhook's own namespace, whose pods are never changed (default $POD_NAMESPACE)")
 	failurePolicy := fs.String("failure-policy", "Fail", `the failurePolicy of the webhook configuration: "Fail" refuses a pod the webhook cannot decide on (an internal error), "Ignore" admits it unchanged with a warning`)
+	ownerLookup := fs.Bool("owner-lookup", true, "name an injected pod's Deployment, CronJob or Argo Rollout in its records, from a cache of the metadata of ReplicaSets and Jobs (RBAC: get, list, watch); false names the pod's own controller only")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, how long to go on serving with /readyz failing before the server stops, so that no request is sent to a stopped replica")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster, then ~/.kube/config)")
 	verbosity := fs.Int("v", 0, "log verbosity: 1 logs every admission")
@@ -80,6 +81,7 @@ func runWebhook(args []string) error {
 	if o.Namespace == "" {
 		return usageError{errors.New("--namespace is required when POD_NAMESPACE is unset")}
 	}
+	o.NoOwnerLookup = !*ownerLookup
 	switch admissionregistrationv1.FailurePolicyType(*failurePolicy) {
 	case admissionregistrationv1.Fail, admissionregistrationv1.Ignore:
 		o.FailurePolicy = admissionregistrationv1.FailurePolicyType(*failurePolicy)
