@@ -46,25 +46,43 @@ import (
 type keep uint8
 
 const (
-	removeIt    keep = iota
-	keepUnknown      // the Tailer holds no content on its inode: never opened
-	keepSkipped      // started past its first byte (readFrom tail, ignoreOlder): those bytes were never shipped
-	keepChanged      // size or modification time are not those of the last check: a writer is at it
-	keepUnread       // bytes past what was read
-	keepUnacked      // read, but not all acknowledged yet
-	keepRecent       // modified, or seen growing, within Settle
-	keepNewest       // no other file the tail globs find is as new: it may be the live file
+	removeIt     keep = iota
+	keepUnknown       // the Tailer holds no content on its inode: never opened
+	keepSkipped       // started past its first byte (readFrom tail, ignoreOlder): those bytes were never shipped
+	keepChanged       // size or modification time are not those of the last check: a writer is at it
+	keepUnread        // bytes past what was read
+	keepUnacked       // read, but not all acknowledged yet
+	keepRecent        // modified, or seen growing, within Settle
+	keepNewest        // no other file the tail globs find is as new: it may be the live file
+	keepExcluded      // the tail globs do not match it, or an exclude glob does: never read
+	keepShared        // another container's tail globs match it too: it may not have read it
+	numKeeps
 )
 
 var keepReasons = [...]string{
-	removeIt:    "",
-	keepUnknown: "not read by the agent",
-	keepSkipped: "not read from its first byte",
-	keepChanged: "changed since it was last read",
-	keepUnread:  "not read to its end",
-	keepUnacked: "not all acknowledged",
-	keepRecent:  "written to within the settle period",
-	keepNewest:  "no newer file: it may be the live one",
+	removeIt:     "",
+	keepUnknown:  "not read by the agent",
+	keepSkipped:  "not read from its first byte",
+	keepChanged:  "changed since it was last read",
+	keepUnread:   "not read to its end",
+	keepUnacked:  "not all acknowledged",
+	keepRecent:   "written to within the settle period",
+	keepNewest:   "no newer file: it may be the live one",
+	keepExcluded: "not tailed",
+	keepShared:   "tailed by another container too",
+}
+
+// keepLabels are the values of the reason label of sidelog_cleanup_kept_files.
+var keepLabels = [...]string{
+	keepUnknown:  "not_read",
+	keepSkipped:  "not_read_from_start",
+	keepChanged:  "changed",
+	keepUnread:   "unread",
+	keepUnacked:  "unacknowledged",
+	keepRecent:   "recently_written",
+	keepNewest:   "newest",
+	keepExcluded: "not_tailed",
+	keepShared:   "tailed_elsewhere",
 }
 
 func (k keep) String() string { return keepReasons[k] }
@@ -129,8 +147,17 @@ func (t *Tailer) clean(now time.Time) {
 	if err != nil {
 		t.lastCleanErr = err.Error()
 	}
+	// Why each file found is kept, for sidelog_cleanup_kept_files: what a user who wonders why
+	// nothing goes away needs to see.
+	var kept [numKeeps]int64
+	defer func() {
+		for k := keepUnknown; k < numKeeps; k++ {
+			t.m.kept[k].Set(kept[k])
+		}
+	}()
 	for _, p := range paths {
 		if !t.globs.Match(p) {
+			kept[keepExcluded]++
 			continue // not tailed (excluded): never read, never removed
 		}
 		fi, err := os.Lstat(p)
@@ -149,10 +176,12 @@ func (t *Tailer) clean(now time.Time) {
 		if f != nil {
 			h = holdingOf(f)
 		}
-		if mayRemove(h, fi.Size(), fi.ModTime(), t.newestBut(id), now, t.opts.CleanupSettle) != removeIt {
+		if k := mayRemove(h, fi.Size(), fi.ModTime(), t.newestBut(id), now, t.opts.CleanupSettle); k != removeIt {
+			kept[k]++
 			continue
 		}
 		if t.opts.TailedElsewhere != nil && t.opts.TailedElsewhere(p) {
+			kept[keepShared]++
 			// Delivered for this container, perhaps not for the other: keep it, and say
 			// why once, since it is kept for good.
 			if !t.shared[id] {

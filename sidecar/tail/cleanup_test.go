@@ -117,6 +117,9 @@ func TestCleanupRenameRotation(t *testing.T) {
 			if !exists(t, rotated) {
 				t.Fatal("rotated file removed while none of its records was acknowledged")
 			}
+			if got := metric(t, reg, `sidelog_cleanup_kept_files{container="app",reason="unacknowledged"}`); got != "1" {
+				t.Errorf("files kept as unacknowledged = %s, want 1 (the rotated file)", got)
+			}
 
 			// The upstream comes back: everything is acknowledged, and only the rotated file goes.
 			s.ackAll()
@@ -465,8 +468,9 @@ func TestCleanupKeepsFileTailedElsewhere(t *testing.T) {
 		p := filepath.Join(dir, "app.log")
 		writeFile(t, p, numbered("old", 0, 50))
 		s := &sink{}
+		reg := metrics.NewRegistry()
 		in := newInput(t, Options{
-			Paths: []string{dir + "/app.log*"}, Cleanup: []string{dir + "/app.log.*"}, CleanupSettle: testSettle,
+			Paths: []string{dir + "/app.log*"}, Cleanup: []string{dir + "/app.log.*"}, CleanupSettle: testSettle, Metrics: reg,
 			TailedElsewhere: func(path string) bool { return shared && strings.HasSuffix(path, ".log.1") },
 		}, s)
 		c := cleanupClock()
@@ -482,6 +486,13 @@ func TestCleanupKeepsFileTailedElsewhere(t *testing.T) {
 		settleAndPoll(t, in, c)
 		if exists(t, rotated) != shared {
 			t.Errorf("tailed by another input %v: rotated file there %v, want %v", shared, exists(t, rotated), shared)
+		}
+		want := "0"
+		if shared {
+			want = "1"
+		}
+		if got := metric(t, reg, `sidelog_cleanup_kept_files{container="app",reason="tailed_elsewhere"}`); got != want {
+			t.Errorf("tailed by another input %v: files kept as tailed_elsewhere = %s, want %s", shared, got, want)
 		}
 	}
 }

@@ -28,6 +28,7 @@ type instruments struct {
 	open, waiting         *metrics.Gauge
 	// Registered only for an input with cleanup globs (addCleanup); private counters otherwise.
 	removed, removedBytes, removeErrors *metrics.Counter
+	kept                                [numKeeps]*metrics.Gauge // by keep reason; nil for removeIt
 	// Registered only for an input with a rate limit (addRateLimit).
 	throttled *metrics.Gauge
 }
@@ -64,6 +65,9 @@ func (m *instruments) addCleanup() {
 	c := []string{"container", m.container}
 	m.removed = m.reg.Counter("sidelog_files_removed_total", "Rotated files removed (cleanup) once every byte was acknowledged and their writer had left them.", c...)
 	m.removedBytes = m.reg.Counter("sidelog_removed_bytes_total", "Bytes of the rotated files removed (cleanup).", c...)
+	for k := keepUnknown; k < numKeeps; k++ {
+		m.kept[k] = m.reg.Gauge("sidelog_cleanup_kept_files", "Files the cleanup globs matched at the last pass that were kept, by reason: not_read (never opened), not_read_from_start (readFrom tail, ignoreOlder), changed, unread, unacknowledged, recently_written (within cleanupSettle), newest (no newer file: it may be the live one), not_tailed (excluded or not matched by the tail globs), tailed_elsewhere (another container tails it).", "container", m.container, "reason", keepLabels[k])
+	}
 	m.removeErrors = m.reg.Counter("sidelog_remove_errors_total", "Attempts to remove a delivered rotated file (cleanup) that failed: no permission, a read-only volume, the file changed under its name.", c...)
 }
 
