@@ -247,6 +247,27 @@ func TestHandleWorkloadTooManyLabels(t *testing.T) {
 	}
 }
 
+// replicaSetPod is a pod of ReplicaSet web-5d8f (uid rs-1) as the controller creates it.
+func replicaSetPod() *corev1.Pod {
+	pod := appPod(map[string]string{injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
+	pod.Name, pod.GenerateName = "", "web-5d8f-"
+	pod.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
+	return pod
+}
+
+// admittedWorkload admits pod in namespace shop through h and returns the workload its agent
+// is told.
+func admittedWorkload(t *testing.T, h *Handler, pod *corev1.Pod) config.Owner {
+	t.Helper()
+	req := podRequest(t, "shop", admissionv1.Create, pod)
+	resp := h.Handle(context.Background(), req)
+	if !resp.Allowed {
+		t.Fatalf("refused: %+v", resp.Result)
+	}
+	w, _ := config.Workload(agentConfig(t, applied(t, req, resp)).Owners)
+	return w
+}
+
 // TestHandleAdoption: a ReplicaSet orphaned and adopted by another Deployment (a Deployment
 // renamed without restarting its pods) sends pods byte for byte the same as before; the next one
 // names the new Deployment, not the one of the answer remembered before the cache saw the change.
@@ -257,20 +278,7 @@ func TestHandleAdoption(t *testing.T) {
 	c := fake.NewClientBuilder().WithObjects(namespace("shop", true, nil), rs).Build()
 	h := NewHandler(c, StaticPolicy(injector.DefaultPolicy()), ownNS)
 	h.Owners = NewOwnerResolver(c, func() bool { return true }, c)
-	pod := appPod(map[string]string{injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
-	pod.Name, pod.GenerateName = "", "web-5d8f-"
-	pod.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
-
-	workload := func() config.Owner {
-		t.Helper()
-		req := podRequest(t, "shop", admissionv1.Create, pod)
-		resp := h.Handle(ctx, req)
-		if !resp.Allowed {
-			t.Fatalf("refused: %+v", resp.Result)
-		}
-		w, _ := config.Workload(agentConfig(t, applied(t, req, resp)).Owners)
-		return w
-	}
+	workload := func() config.Owner { return admittedWorkload(t, h, replicaSetPod()) }
 	if w := workload(); w.Name != "web" {
 		t.Fatalf("workload %v, want Deployment web", w)
 	}
@@ -411,19 +419,7 @@ func TestHandleAdoptionUnseen(t *testing.T) {
 	cached := fake.NewClientBuilder().Build()
 	h := NewHandler(live, StaticPolicy(injector.DefaultPolicy()), ownNS)
 	h.Owners = NewOwnerResolver(cached, func() bool { return true }, live)
-	pod := appPod(map[string]string{injector.AnnotationTail: "/var/log/app/*.log", injector.AnnotationUpstream: "fluentd:24224"})
-	pod.Name, pod.GenerateName = "", "web-5d8f-"
-	pod.OwnerReferences = []metav1.OwnerReference{controllerRef(rsKind, "web-5d8f", "rs-1")}
-	workload := func() config.Owner {
-		t.Helper()
-		req := podRequest(t, "shop", admissionv1.Create, pod)
-		resp := h.Handle(ctx, req)
-		if !resp.Allowed {
-			t.Fatalf("refused: %+v", resp.Result)
-		}
-		w, _ := config.Workload(agentConfig(t, applied(t, req, resp)).Owners)
-		return w
-	}
+	workload := func() config.Owner { return admittedWorkload(t, h, replicaSetPod()) }
 	if w := workload(); w.Name != "web" {
 		t.Fatalf("workload %v, want Deployment web", w)
 	}
